@@ -1,0 +1,22 @@
+# Task runner for developers; README gives the same commands without make.
+.PHONY: run test test-fast lint format bench
+
+run:
+	python3 -m backend run
+
+test:
+	bash .ci/setup && python3 -m pytest
+
+test-fast:
+	python3 -m pytest -m "not slow"
+
+lint:
+	ruff check . && ruff format --check .
+
+format:
+	ruff check --fix . && ruff format .
+
+bench:
+	python3 bench/store_bench.py
+	python3 bench/api_bench.py
+	python3 bench/agent_bench.py

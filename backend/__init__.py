@@ -1,0 +1,1 @@
+"""Backend of the debt-relief telephony agent: the store, the backend functions and the API."""

@@ -1,0 +1,138 @@
+"""`python -m backend run | serve | stats | verify | export [-o FILE] | import-legacy PATH | settings`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from backend.records import StoreError
+from backend.settings import SETTINGS_TABLE, get_settings
+from backend.store import JournalStore
+
+
+def _store(args: argparse.Namespace) -> JournalStore:
+    settings = get_settings()
+    return JournalStore(args.data_dir or settings.data_dir, fsync=settings.store_fsync)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    print(json.dumps(_store(args).stats(), indent=2))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    report = _store(args).verify()
+    print(json.dumps(report, indent=2))
+    for q in report["quarantined"]:
+        print(f"quarantined {q['bytes']} bytes ({q['why']}) from byte {q['offset']} into {q['file']}", file=sys.stderr)
+    return 0 if report["healthy"] or report["repaired"] else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    document = _store(args).export()
+    if args.output:
+        tmp = Path(args.output).with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(document, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+        tmp.replace(args.output)
+        print(f"exported {len(document['information'])} records to {args.output}", file=sys.stderr)
+    else:
+        json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    return 0
+
+
+def cmd_import_legacy(args: argparse.Namespace) -> int:
+    from backend.legacy import import_legacy
+
+    print(json.dumps(import_legacy(_store(args), args.path), indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from backend.api_server import create_app
+
+    settings = get_settings()
+    create_app().run(host=settings.host, port=settings.port, debug=False)
+    return 0
+
+
+AGENT_KEYS = ("GOOGLE_API_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The product: the API and dashboard under gunicorn, and the agent worker when its
+    credentials are set. Stops both on Ctrl-C or SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "gunicorn", "backend.api_server:create_app()"], cwd=root)]
+    print(f"API and dashboard: http://{settings.host}:{settings.port}/", file=sys.stderr)
+    missing = [k for k in AGENT_KEYS if not os.environ.get(k)]
+    if missing:
+        print(f"agent worker not started: set {', '.join(missing)} to start it", file=sys.stderr)
+    else:
+        procs.append(subprocess.Popen([sys.executable, "telephony_agent.py", "start"], cwd=root))
+
+    def stop(*_):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    stop()
+    codes = [p.wait(timeout=30) for p in procs]
+    return max((c for c in codes if c and c > 0), default=0)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    for name, default, help_text in SETTINGS_TABLE:
+        print(f"{name:34} {default or '-':22} {help_text}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
+    parser.add_argument("--data-dir", help="store folder (default: DATA_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("stats", help="counts of sessions, records, calls").set_defaults(func=cmd_stats)
+    sub.add_parser("verify", help="check and repair the store").set_defaults(func=cmd_verify)
+    export = sub.add_parser("export", help="the whole store as one JSON document")
+    export.add_argument("-o", "--output", help="write to this file instead of standard output")
+    export.set_defaults(func=cmd_export)
+    legacy = sub.add_parser("import-legacy", help="import the seed's shared_information.json")
+    legacy.add_argument("path")
+    legacy.set_defaults(func=cmd_import_legacy)
+    sub.add_parser("run", help="API + dashboard (gunicorn), and the agent worker when configured").set_defaults(
+        func=cmd_run
+    )
+    sub.add_parser("serve", help="development server for the API and dashboard").set_defaults(func=cmd_serve)
+    sub.add_parser("settings", help="list every setting").set_defaults(func=cmd_settings)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=get_settings().log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except StoreError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename}: no such file", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

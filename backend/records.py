@@ -1,0 +1,109 @@
+"""Record vocabulary shared by the store, the backend functions and the API: categories, end
+reasons, timestamps, and validation against the JSON Schemas in `backend/schemas/`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import jsonschema_rs
+from jsonschema import Draft202012Validator
+
+CATEGORIES: tuple[str, ...] = (
+    "contact_details",
+    "debt_info",
+    "personal_info",
+    "qualification",
+    "conversation_flow",
+)
+
+END_REASONS: dict[str, str] = {
+    "customer_qualified_transfer": "qualified",
+    "customer_qualified_callback": "callback",
+    "transfer_failed": "callback",
+    "customer_not_qualified": "not_qualified",
+    "customer_not_interested": "not_interested",
+    "do_not_call_request": "do_not_call",
+    "wrong_number": "no_contact",
+    "voicemail": "no_contact",
+    "caller_hung_up": "incomplete",
+    "agent_error": "incomplete",
+    "completed": "completed",
+}
+OUTCOMES: tuple[str, ...] = tuple(dict.fromkeys(END_REASONS.values()))
+
+MAX_INFORMATION_CHARS = 2000
+DUPLICATE_WINDOW_SECONDS = 60.0
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+class StoreError(Exception):
+    """A failure with a contract error code and one sentence for people (and the model)."""
+
+    code = "store_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class StoreUnavailable(StoreError):
+    code = "store_unavailable"
+
+
+class InvalidRecord(StoreError):
+    code = "invalid_record"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a `Z`, as every record timestamp."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp; a naive one is taken as UTC. Raises ValueError."""
+    if not isinstance(text, str) or not text:
+        raise ValueError("empty timestamp")
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def epoch(text: str) -> float:
+    return parse_iso(text).timestamp()
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """The compiled validator of `backend/schemas/<name>.json`."""
+    with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as fh:
+        schema = json.load(fh)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@cache
+def fast_validator(name: str):
+    """The same schema compiled by `jsonschema_rs`: about 150 times faster than `jsonschema` here
+    (1.5 us against 250 us for an information record), which keeps validation off the critical
+    path of a store write. `jsonschema` stays the reference: it words every error message, and
+    a test checks both agree on generated documents."""
+    with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as fh:
+        return jsonschema_rs.Draft202012Validator(json.load(fh))
+
+
+def check(name: str, document: object, code: str = "invalid_record") -> None:
+    """Raise InvalidRecord(code) naming the first problem when `document` breaks schema `name`."""
+    if fast_validator(name).is_valid(document):
+        return
+    error = next(iter(validator(name).iter_errors(document)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "record"
+        raise InvalidRecord(f"Invalid {where}: {error.message}.", code)

@@ -1,0 +1,132 @@
+"""One frozen settings object, read from the environment (and a `.env` file when present).
+
+The table below is the single source of truth: `Settings.from_env()` reads it, `.env.example`
+lists it, and `python -m backend settings` prints it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+# (name, default, help). None means "not set".
+SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
+    ("DATA_DIR", "./data", "Where the store lives."),
+    ("API_TOKENS", None, "Comma-separated bearer tokens for the API and dashboard."),
+    ("HOST", "127.0.0.1", "Address the API and dashboard listen on."),
+    ("PORT", "5000", "Port the API and dashboard listen on."),
+    ("GOOGLE_API_KEY", None, "Gemini API key for the Live model."),
+    ("GEMINI_MODEL", None, "Gemini Live model name (plugin default when unset)."),
+    ("GEMINI_VOICE", "Puck", "Gemini Live voice."),
+    ("LIVEKIT_URL", None, "LiveKit server URL (wss://...)."),
+    ("LIVEKIT_API_KEY", None, "LiveKit API key."),
+    ("LIVEKIT_API_SECRET", None, "LiveKit API secret."),
+    ("AGENT_NAME", "debt-relief-agent", "Agent name used for explicit dispatch."),
+    ("BUSINESS_NAME", None, "Business name said in the opening disclosure."),
+    ("CALLBACK_NUMBER", None, "Callback number said in the opening disclosure."),
+    ("BUSINESS_TIMEZONE", "America/New_York", "IANA time zone of the business."),
+    ("CALLING_HOURS", "08:00-21:00", "Calling window, local time of the called party."),
+    ("TRANSFER_NUMBER", None, "Where qualified callers are transferred."),
+    ("SIP_OUTBOUND_TRUNK_ID", None, "LiveKit outbound trunk for outbound calls."),
+    ("TWILIO_ACCOUNT_SID", None, "Twilio account SID (SIP provisioning)."),
+    ("TWILIO_AUTH_TOKEN", None, "Twilio auth token (provisioning, callback signatures)."),
+    ("PUBLIC_BASE_URL", None, "URL Twilio calls us at, for checking signatures behind a proxy."),
+    ("STORE_FSYNC", "1", "fsync every store write (1) or leave it to the OS (0)."),
+    ("QUALIFY_MIN_UNSECURED_DEBT_USD", "10000", "Unsecured debt at or above which a caller qualifies."),
+    ("MAX_CONCURRENT_OUTBOUND", "5", "Outbound calls allowed at once."),
+    ("TRUST_PROXY", "0", "Trust one reverse proxy's X-Forwarded-* headers (1) or not (0)."),
+    ("LOG_LEVEL", "INFO", "Logging level."),
+)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    api_tokens: tuple[str, ...]
+    host: str
+    port: int
+    google_api_key: str | None
+    gemini_model: str | None
+    gemini_voice: str
+    livekit_url: str | None
+    livekit_api_key: str | None
+    livekit_api_secret: str | None
+    agent_name: str
+    business_name: str | None
+    callback_number: str | None
+    business_timezone: str
+    calling_hours: str
+    transfer_number: str | None
+    sip_outbound_trunk_id: str | None
+    twilio_account_sid: str | None
+    twilio_auth_token: str | None
+    public_base_url: str | None
+    store_fsync: bool
+    qualify_min_unsecured_debt_usd: float
+    max_concurrent_outbound: int
+    trust_proxy: bool
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+        """Build settings from `env` (default: `os.environ`, after loading `.env` if present)."""
+        if env is None:
+            if dotenv:
+                load_dotenv_file()
+            env = dict(os.environ)
+        raw = {name: (env.get(name) or default) for name, default, _ in SETTINGS_TABLE}
+        tokens = tuple(t.strip() for t in (raw["API_TOKENS"] or "").split(",") if t.strip())
+        return cls(
+            data_dir=Path(raw["DATA_DIR"]),
+            api_tokens=tokens,
+            host=raw["HOST"],
+            port=int(raw["PORT"]),
+            google_api_key=raw["GOOGLE_API_KEY"],
+            gemini_model=raw["GEMINI_MODEL"],
+            gemini_voice=raw["GEMINI_VOICE"],
+            livekit_url=raw["LIVEKIT_URL"],
+            livekit_api_key=raw["LIVEKIT_API_KEY"],
+            livekit_api_secret=raw["LIVEKIT_API_SECRET"],
+            agent_name=raw["AGENT_NAME"],
+            business_name=raw["BUSINESS_NAME"],
+            callback_number=raw["CALLBACK_NUMBER"],
+            business_timezone=raw["BUSINESS_TIMEZONE"],
+            calling_hours=raw["CALLING_HOURS"],
+            transfer_number=raw["TRANSFER_NUMBER"],
+            sip_outbound_trunk_id=raw["SIP_OUTBOUND_TRUNK_ID"],
+            twilio_account_sid=raw["TWILIO_ACCOUNT_SID"],
+            twilio_auth_token=raw["TWILIO_AUTH_TOKEN"],
+            public_base_url=raw["PUBLIC_BASE_URL"],
+            store_fsync=_truthy(raw["STORE_FSYNC"]),
+            qualify_min_unsecured_debt_usd=float(raw["QUALIFY_MIN_UNSECURED_DEBT_USD"]),
+            max_concurrent_outbound=int(raw["MAX_CONCURRENT_OUTBOUND"]),
+            trust_proxy=_truthy(raw["TRUST_PROXY"]),
+            log_level=raw["LOG_LEVEL"].upper(),
+        )
+
+    def redacted(self) -> dict[str, object]:
+        """Settings as a dict with secrets masked, for printing."""
+        secret = {"api_tokens", "google_api_key", "livekit_api_secret", "twilio_auth_token"}
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "***" if (f.name in secret and value) else str(value) if value is not None else None
+        return out
+
+
+def load_dotenv_file(path: str | os.PathLike[str] = ".env") -> None:
+    """Load `path` into the environment without overriding variables already set."""
+    if Path(path).is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
+def get_settings() -> Settings:
+    """Settings for this process (read each call: cheap, and tests may change the environment)."""
+    return Settings.from_env()
