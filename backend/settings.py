@@ -32,6 +32,12 @@ SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
     ("TWILIO_ACCOUNT_SID", None, "Twilio account SID (SIP provisioning)."),
     ("TWILIO_AUTH_TOKEN", None, "Twilio auth token (provisioning, callback signatures)."),
     ("PUBLIC_BASE_URL", None, "URL Twilio calls us at, for checking signatures behind a proxy."),
+    ("TWILIO_PHONE_NUMBER", None, "Our Twilio number (E.164), attached to the SIP trunk by provisioning."),
+    ("LIVEKIT_SIP_URI", None, "LiveKit SIP URI (sip:....sip.livekit.cloud), the trunk's origination URL."),
+    ("SIP_TRUNK_NAME", "debt-relief-agent", "Name of the trunks and dispatch rule provisioning creates or finds."),
+    ("SIP_TERMINATION_DOMAIN", None, "Twilio termination domain (default: <SIP_TRUNK_NAME>.pstn.twilio.com)."),
+    ("SIP_USERNAME", None, "SIP credential user for outbound calls through the trunk."),
+    ("SIP_PASSWORD", None, "SIP credential password (12+ characters, upper, lower, digit)."),
     ("STORE_FSYNC", "1", "fsync every store write (1) or leave it to the OS (0)."),
     ("QUALIFY_MIN_UNSECURED_DEBT_USD", "10000", "Unsecured debt at or above which a caller qualifies."),
     ("MAX_CONCURRENT_OUTBOUND", "5", "Outbound calls allowed at once."),
@@ -66,6 +72,12 @@ class Settings:
     twilio_account_sid: str | None
     twilio_auth_token: str | None
     public_base_url: str | None
+    twilio_phone_number: str | None
+    livekit_sip_uri: str | None
+    sip_trunk_name: str
+    sip_termination_domain: str | None
+    sip_username: str | None
+    sip_password: str | None
     store_fsync: bool
     qualify_min_unsecured_debt_usd: float
     max_concurrent_outbound: int
@@ -102,6 +114,12 @@ class Settings:
             twilio_account_sid=raw["TWILIO_ACCOUNT_SID"],
             twilio_auth_token=raw["TWILIO_AUTH_TOKEN"],
             public_base_url=raw["PUBLIC_BASE_URL"],
+            twilio_phone_number=raw["TWILIO_PHONE_NUMBER"],
+            livekit_sip_uri=raw["LIVEKIT_SIP_URI"],
+            sip_trunk_name=raw["SIP_TRUNK_NAME"],
+            sip_termination_domain=raw["SIP_TERMINATION_DOMAIN"],
+            sip_username=raw["SIP_USERNAME"],
+            sip_password=raw["SIP_PASSWORD"],
             store_fsync=_truthy(raw["STORE_FSYNC"]),
             qualify_min_unsecured_debt_usd=float(raw["QUALIFY_MIN_UNSECURED_DEBT_USD"]),
             max_concurrent_outbound=int(raw["MAX_CONCURRENT_OUTBOUND"]),
@@ -111,7 +129,7 @@ class Settings:
 
     def redacted(self) -> dict[str, object]:
         """Settings as a dict with secrets masked, for printing."""
-        secret = {"api_tokens", "google_api_key", "livekit_api_secret", "twilio_auth_token"}
+        secret = {"api_tokens", "google_api_key", "livekit_api_secret", "twilio_auth_token", "sip_password"}
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)

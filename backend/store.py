@@ -5,9 +5,10 @@ call log per session) run inside `_write()`, which an implementation makes atomi
 processes; reads go through `_read()`, which returns up-to-date indexes.
 
 `JournalStore` keeps an append-only JSON Lines journal, `DATA_DIR/journal.jsonl`. A write
-takes a `filelock.FileLock`, catches up on what other processes appended, checks the rules,
-appends one line with one `write`, `fsync`s it (unless `STORE_FSYNC=0`) and releases the
-lock: its cost does not grow with the size of the store. Readers follow the journal from the
+takes the writers' lock (a blocking `flock`, see `JournalLock`), catches up on what other
+processes appended, checks the rules, appends one line with one `write`, releases the lock and
+`fsync`s (unless `STORE_FSYNC=0`) before it returns: its cost does not grow with the size of
+the store. Readers follow the journal from the
 offset they last read and keep compact indexes in memory. A torn last line (a writer killed
 mid-write, a full disk) and corrupt lines are copied into `DATA_DIR/quarantine/` and blanked
 in place with spaces, so offsets never move and live readers are never confused.
@@ -418,6 +419,7 @@ class JournalStore(Store):
         self._fd = fd
         self._lock = JournalLock(self.data_dir / LOCK, read_only=read_only)
         self._read_off = 0
+        self._appends = 0
         self._pending: list[tuple[int, int]] = []  # corrupt lines found by this reader, to quarantine
         self.index = Index(self._fetch)
         self._load_snapshot()
@@ -439,7 +441,18 @@ class JournalStore(Store):
         with self._mutex, self._locked():
             self._repair_tail()
             self._catch_up()
+            before = self._appends
             yield self.index, self._append
+            appended = self._appends != before
+        # Group commit: fsync after letting go of the lock, so the next writer appends while this
+        # one waits for the disk; an fsync makes every earlier write of the file durable too, so
+        # a record is acknowledged only once it and everything before it are on disk.
+        if appended and self.fsync:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                log.error("store fsync failed: %s", exc.strerror or exc)
+                raise StoreUnavailable("The store cannot confirm the save right now (disk error).") from exc
 
     def _read(self) -> Index:
         with self._mutex:
@@ -474,8 +487,6 @@ class JournalStore(Store):
             written = os.write(self._fd, line)
             if written != len(line):
                 raise OSError(errno.ENOSPC, "short write")
-            if self.fsync:
-                os.fsync(self._fd)
         except OSError as exc:
             self._undo_to(size)
             entry.pop("seq", None)
@@ -486,6 +497,7 @@ class JournalStore(Store):
         else:
             self.index.add(entry, size)
             self._read_off = size + len(line)
+        self._appends += 1
         return entry
 
     def _undo_to(self, size: int) -> None:
