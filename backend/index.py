@@ -253,11 +253,14 @@ class Index:
         limit: int = 100,
         before_seq: int | None = None,
         after_seq: int | None = None,
+        restrict: list[int] | None = None,
     ) -> tuple[list[Entry], bool]:
         """Matching records, newest first (or in write order with `after_seq`), and whether
-        more match beyond `limit`."""
+        more match beyond `limit`. `restrict`: ascending positions that alone may match."""
         cats = set(categories) if categories else None
         candidates = self.info_candidates(categories, caller_id, session_id)
+        if restrict is not None and len(restrict) < len(candidates):
+            candidates = restrict
         seqs = self.info_seq
         if after_seq is not None:
             start = _first_after(candidates, seqs, after_seq)

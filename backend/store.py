@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -237,7 +238,15 @@ class Store(ABC):
     # ---- reads -----------------------------------------------------------------------------
     def query_information(self, **filters: Any) -> tuple[list[Entry], bool]:
         """See `Index.query_info`: (records, more)."""
-        return self._read().query_info(**filters)
+        index = self._read()
+        text = filters.get("text")
+        if text:
+            filters["restrict"] = self._text_positions(index, text)
+        return index.query_info(**filters)
+
+    def _text_positions(self, index: Index, text: str) -> list[int] | None:
+        """Positions of records that may contain `text`, or None to check every record."""
+        return None
 
     def get_session(self, session_id: str) -> Entry | None:
         return self._read().session(session_id)
@@ -307,6 +316,13 @@ class Store(ABC):
                 return out, True
             out.append(index.call(pos))
         return out, False
+
+    def count_calls(self, since: float) -> tuple[int, int]:
+        """(call logs ended since `since`, how many of them `qualified`), from the index alone."""
+        index = self._read()
+        first = bisect_left(index.call_ts, since)
+        recent = index.call_outcome[first:]
+        return len(recent), recent.count("qualified")
 
     def events(self, kind: str, key: str | None = None) -> list[Entry]:
         """Events of `kind` (for one `key`, or all), in write order."""
@@ -598,6 +614,33 @@ class JournalStore(Store):
         finally:
             os.close(fd)
         self._quarantined.append({"file": str(target), "offset": off, "bytes": len(data), "why": why})
+
+    def _text_positions(self, index: Index, text: str) -> list[int] | None:
+        """Scan the journal's bytes for the text (lower-cased, as JSON writes it): about a
+        gigabyte a second, where fetching and parsing every record is a hundred times slower.
+        Candidates are checked record by record afterwards, so a match in another key is harmless."""
+        if not text.isascii():
+            return None
+        needle = json.dumps(text.lower())[1:-1].encode()
+        found: list[int] = []
+        offsets = index.info_off
+        off, end = 0, self._read_off
+        while off < end:
+            chunk = os.pread(self._fd, min(end - off, 16 << 20), off)
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                break
+            low = chunk[:cut].lower()
+            hit = low.find(needle)
+            while hit >= 0:
+                line_start = off + low.rfind(b"\n", 0, hit) + 1
+                pos = bisect_left(offsets, line_start)
+                if pos < len(offsets) and offsets[pos] == line_start and (not found or found[-1] != pos):
+                    found.append(pos)
+                next_nl = low.find(b"\n", hit)
+                hit = low.find(needle, next_nl + 1) if next_nl >= 0 else -1
+            off += cut
+        return found
 
     # ---- index snapshots -------------------------------------------------------------------
     # Opening a store means indexing its journal: about 20 us a line in Python, so 20 s or more

@@ -235,3 +235,14 @@ def test_export_holds_everything(store):
     doc = store.export()
     assert len(doc["sessions"]) == 1 and len(doc["information"]) == 1 and len(doc["calls"]) == 1
     assert doc["sessions"][0]["status"] == "completed"
+
+
+def test_query_text_with_quotes_and_non_ascii(store):
+    add(store, text='He said "stop calling" twice', session_id="s1")
+    add(store, text="Vive à Montréal", category="personal_info", session_id="s1")
+    add(store, text="Unrelated", category="personal_info", session_id="s1")
+    assert [r["information"] for r in store.query_information(text='"STOP calling"')[0]] == [
+        'He said "stop calling" twice'
+    ]
+    assert [r["information"] for r in store.query_information(text="MONTRÉAL")[0]] == ["Vive à Montréal"]
+    assert store.query_information(text="personal_info")[0] == []  # a key's value is not the text
