@@ -1,0 +1,165 @@
+"""Ending a call: the call log (exactly one per session), the goodbye, and the hang-up.
+
+Two ways a call ends:
+- the model calls `end_call`: `write_call_log` saves the outcome, `schedule_hangup` waits for the
+  goodbye to play out, runs the `before_hangup` hooks, deletes the LiveKit room and closes the
+  session;
+- anything else (the caller hangs up, the line drops, the model session fails): the job's
+  shutdown callback calls `finish_call`, which writes the call log with `caller_hung_up` or
+  `agent_error` and the real duration, unless `end_call` already wrote it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from livekit import api
+from livekit.agents import AgentSession, CloseEvent, CloseReason, ErrorEvent, llm
+
+if TYPE_CHECKING:
+    from livekit.agents.voice.events import SpeechCreatedEvent
+    from livekit.agents.voice.speech_handle import SpeechHandle
+
+    from backend.settings import Settings
+    from backend.voice.tools import Userdata
+
+log = logging.getLogger(__name__)
+
+GOODBYE_TIMEOUT = 5.0  # seconds to wait for a realtime model's spoken reply to end_call
+DRAIN_TIMEOUT = 5.0  # seconds to wait for in-flight store writes before the final call log
+
+
+@dataclass(frozen=True)
+class RoomHangup:
+    """How to hang up a call: delete its LiveKit room through the server API (Twirp)."""
+
+    room_name: str
+    url: str
+    api_key: str
+    api_secret: str
+
+    @classmethod
+    def for_room(cls, room_name: str | None, settings: Settings) -> RoomHangup | None:
+        """The hang-up of `room_name`, or None without a room or LiveKit credentials (console)."""
+        if not (room_name and settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret):
+            return None
+        return cls(room_name, settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret)
+
+    async def delete_room(self) -> None:
+        async with api.LiveKitAPI(self.url, self.api_key, self.api_secret) as lkapi:
+            try:
+                await lkapi.room.delete_room(api.DeleteRoomRequest(room=self.room_name))
+            except api.TwirpError as exc:
+                if exc.code != api.TwirpErrorCode.NOT_FOUND:  # already gone: the caller hung up
+                    raise
+        log.info("hung up: deleted the call's room")
+        log.debug("deleted room %s", self.room_name)  # room names of SIP calls carry the number
+
+
+async def write_call_log(ud: Userdata, reason: str) -> dict[str, Any]:
+    """Write this call's log with `reason` and the real duration, once; a later call returns the
+    first log with `already_ended`."""
+    await drain_writes(ud)
+    async with ud.end_lock:
+        if ud.call_ended:
+            return {"success": True, "call": ud.call_log, "already_ended": True}
+        result = await ud.backend_call(
+            "end_call",
+            reason=reason,
+            caller_id=ud.caller_id,
+            duration_seconds=ud.duration_seconds(),
+            session_id=ud.session_id,
+        )
+        if result.get("success"):
+            ud.call_ended = True
+            ud.call_log = result["call"]
+        return result
+
+
+async def drain_writes(ud: Userdata) -> None:
+    """Wait (bounded) for store calls still running so their records count in the call log."""
+    pending = list(ud.inflight)
+    if pending:
+        await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
+
+
+async def finish_call(ud: Userdata) -> dict[str, Any] | None:
+    """The shutdown path: write the call log unless `end_call` did. Returns the store's result,
+    or None when the call had already ended."""
+    await drain_writes(ud)
+    try:
+        if ud.call_ended:
+            return None
+        reason = "agent_error" if ud.agent_error else "caller_hung_up"
+        result = await write_call_log(ud, reason)
+        if not result.get("success"):
+            log.error("could not write the call log of session %s: %s", ud.session_id, result.get("message"))
+        return result
+    finally:
+        ud.executor.shutdown(wait=False)
+
+
+def watch_for_failure(session: AgentSession, ud: Userdata) -> None:
+    """Mark the call as failed when the model session fails, so it ends as `agent_error`."""
+
+    def on_error(ev: ErrorEvent) -> None:
+        error = ev.error
+        if isinstance(error, llm.RealtimeModelError | llm.LLMError) and not error.recoverable:
+            ud.agent_error = type(error.error).__name__
+
+    def on_close(ev: CloseEvent) -> None:
+        if ev.error is not None or ev.reason == CloseReason.ERROR:
+            ud.agent_error = ud.agent_error or "session_error"
+
+    session.on("error", on_error)
+    session.on("close", on_close)
+
+
+def _model_speaks_after_tools(session: AgentSession) -> bool:
+    """A realtime model answers a tool result with a new turn of its own (a new SpeechHandle);
+    a text LLM's reply is a step of the same SpeechHandle."""
+    model = session.llm
+    return isinstance(model, llm.RealtimeModel) and model.capabilities.auto_tool_reply_generation
+
+
+def schedule_hangup(session: AgentSession, speech: SpeechHandle, ud: Userdata, reason: str) -> asyncio.Task:
+    """Hang up once the goodbye has played out. `speech` is the turn that called end_call."""
+    replies: asyncio.Future[SpeechHandle] = asyncio.get_running_loop().create_future()
+
+    def on_speech_created(ev: SpeechCreatedEvent) -> None:
+        if ev.speech_handle is not speech and not replies.done():
+            replies.set_result(ev.speech_handle)
+
+    session.on("speech_created", on_speech_created)  # before awaiting: the reply may come first
+    task = asyncio.create_task(_hang_up(session, speech, replies, ud, reason), name="hang-up")
+    task.add_done_callback(lambda _: session.off("speech_created", on_speech_created))
+    ud.tasks.add(task)
+    task.add_done_callback(ud.tasks.discard)
+    return task
+
+
+async def _hang_up(
+    session: AgentSession,
+    speech: SpeechHandle,
+    replies: asyncio.Future[SpeechHandle],
+    ud: Userdata,
+    reason: str,
+) -> None:
+    await speech.wait_for_playout()
+    if _model_speaks_after_tools(session):
+        try:
+            goodbye = await asyncio.wait_for(replies, GOODBYE_TIMEOUT)
+            await goodbye.wait_for_playout()
+        except TimeoutError:
+            log.warning("no goodbye after end_call within %.0fs; hanging up", GOODBYE_TIMEOUT)
+    for hook in ud.before_hangup:
+        await hook(ud, reason)
+    if ud.hangup is not None:
+        try:
+            await ud.hangup.delete_room()
+        except Exception:  # the session still closes; the job's shutdown ends the call
+            log.exception("could not delete the call's room (session %s)", ud.session_id)
+    session.shutdown()

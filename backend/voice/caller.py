@@ -1,0 +1,46 @@
+"""Who is on the line: the caller id, the number they called and the call's direction, from the
+LiveKit participant and the job's dispatch metadata."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+CONSOLE_CALLER_ID = "console"
+
+
+@dataclass(frozen=True)
+class CallDetails:
+    caller_id: str
+    called_number: str | None
+    direction: Literal["inbound", "outbound"]
+
+
+def dispatch_phone_number(metadata: str | None) -> str | None:
+    """The number to dial when the dispatch metadata asks for an outbound call, else None."""
+    try:
+        data = json.loads(metadata or "{}")
+    except ValueError:
+        return None
+    number = data.get("phone_number") if isinstance(data, dict) else None
+    return number if isinstance(number, str) and number else None
+
+
+def call_details(identity: str | None, attributes: dict[str, str] | None, metadata: str | None = None) -> CallDetails:
+    """`identity`/`attributes` of the remote participant (None in console mode).
+
+    SIP participants carry `sip.phoneNumber` (the customer's number) and `sip.trunkPhoneNumber`
+    (ours); web and console participants are known by their identity. A dispatch asking for an
+    outbound call (`{"phone_number": "+1..."}`) makes the direction outbound.
+    """
+    attributes = attributes or {}
+    outbound = dispatch_phone_number(metadata)
+    caller_id = attributes.get("sip.phoneNumber") or outbound or identity or CONSOLE_CALLER_ID
+    called = outbound if outbound else attributes.get("sip.trunkPhoneNumber")
+    return CallDetails(caller_id=caller_id, called_number=called, direction="outbound" if outbound else "inbound")
+
+
+def masked(number: str) -> str:
+    """A phone number safe for INFO logs: only the last four digits."""
+    return f"***{number[-4:]}" if len(number) > 4 else "***"

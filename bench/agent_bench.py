@@ -1,0 +1,155 @@
+"""Agent benchmark: how long a caller waits on a tool call.
+
+    python bench/agent_bench.py                 # 1,000 tool calls, store pre-filled to 100k records
+    python bench/agent_bench.py --no-fsync      # the same with STORE_FSYNC=0
+
+The real agent (build_agent_session: the shipped RealtimeModel, google-genai, the tools, the
+BackendAgent on a temporary DATA_DIR filled with 100k records by `bench/fill.py`) talks to the
+local fake Gemini Live server (in its own process, so its work does not share the agent's event
+loop), which sends `--calls` share_information tool calls back to back, `--per-call` of them per
+phone call (a new session each time, as in production). For each tool call the server notes when
+it sent the `toolCall` and when the `toolResponse` arrived; the difference (LiveKit's tool
+dispatch, our tool, the store write, google-genai and the loopback both ways) is reported as
+p50 / p99 / max. Target: p99 <= 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from google.genai import types
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import telephony_agent  # noqa: E402
+from backend.backend_agent import BackendAgent  # noqa: E402
+from backend.settings import Settings  # noqa: E402
+from backend.voice.model import build_realtime_model  # noqa: E402
+from bench.fill import caller_for, fill  # noqa: E402
+from tests.fakes.gemini_live import FakeGeminiLive, pause, speech, tool_call  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def serve_fake_gemini(calls: int, per_call: int, gap: float, conn: Connection) -> None:
+    """Child process: the fake Gemini Live server, scripted with `calls` share_information calls,
+    `per_call` per phone call. Sends back (port, CA certificate), then, when the parent says so,
+    the measured latencies."""
+
+    async def run() -> None:
+        async with FakeGeminiLive() as server:
+            for i in range(calls):
+                args = {"debt_type": "credit_card", "amount_usd": 1000 + i, "creditor": "Chase"}
+                info = f"Owes ${1000 + i} to Chase"
+                server.reply(
+                    pause(gap),
+                    tool_call(f"c{i}", "share_information", information=info, category="debt_info", fields=args),
+                )
+                if (i + 1) % per_call == 0 or i + 1 == calls:
+                    server.reply(speech("That is everything."))
+            conn.send((server.port, server.ca.cert_pem.bytes()))
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+            conn.send([t[1] - t[0] for t in server.tool_timings.values() if len(t) == 2])
+
+    asyncio.run(run())
+
+
+async def drive_agent(data_dir: str, calls: int, per_call: int, fsync: bool, port: int, ca_pem: bytes) -> int:
+    """Phone calls one after the other, each built exactly as the entrypoint builds it, each
+    talking to the fake server until its tool calls are answered. Returns the records stored."""
+    env = {"DATA_DIR": data_dir, "STORE_FSYNC": "1" if fsync else "0", "GOOGLE_API_KEY": "bench-key"}
+    settings = Settings.from_env(env, dotenv=False)
+    backend = BackendAgent(settings=settings)
+    http_options = types.HttpOptions(
+        base_url=f"https://127.0.0.1:{port}",
+        async_client_args={"ssl": ssl.create_default_context(cadata=ca_pem.decode()), "proxy": None},
+    )
+    stored = 0
+    for n, first in enumerate(range(0, calls, per_call)):
+        expected = min(per_call, calls - first)
+        stored += await one_call(backend, settings, http_options, f"bench-call-{n}", caller_for(n), expected)
+    backend.close()
+    return stored
+
+
+async def one_call(backend, settings, http_options, session_id: str, caller_id: str, expected: int) -> int:
+    session, agent = telephony_agent.build_agent_session(
+        session_id=session_id,
+        caller_id=caller_id,
+        backend=backend,
+        llm=build_realtime_model(settings, http_options=http_options),
+        settings=settings,
+    )
+    await session.start(agent)
+    deadline = time.monotonic() + 300
+    stored = 0
+    while stored < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        stored = backend.get_shared_information(session_id=session_id, limit=1000)["count"]
+    await asyncio.sleep(0.3)  # let the last toolResponse leave and the closing speech play
+    await session.aclose()
+    return stored
+
+
+def measure(data_dir: str, calls: int, fsync: bool, gap: float = 0.0, per_call: int = 50) -> list[float]:
+    """Latencies (seconds) of `calls` tool calls; the fake server runs in its own process so its
+    work does not share the agent's event loop."""
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.get_context("spawn").Process(target=serve_fake_gemini, args=(calls, per_call, gap, child))
+    server.start()
+    try:
+        port, ca_pem = parent.recv()
+        stored = asyncio.run(drive_agent(data_dir, calls, per_call, fsync, port, ca_pem))
+        parent.send("done")
+        latencies = parent.recv()
+    finally:
+        server.join(timeout=30)
+        if server.is_alive():
+            server.terminate()
+    if stored != calls or len(latencies) != calls:
+        raise SystemExit(f"expected {calls} answered calls, got {len(latencies)} ({stored} records)")
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--per-call", type=int, default=50, help="tool calls per phone call (default 50)")
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds the fake model waits before each call")
+    parser.add_argument("--no-fsync", action="store_true", help="STORE_FSYNC=0 (default: 1, as shipped)")
+    opts = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    with tempfile.TemporaryDirectory() as data_dir:
+        t0 = time.perf_counter()
+        fill(data_dir, opts.records)
+        print(f"store filled with {opts.records:,} records in {time.perf_counter() - t0:.1f} s")
+        latencies = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
+    ms = [x * 1000 for x in latencies]
+    print(
+        f"toolCall -> toolResponse over {len(ms)} share_information calls "
+        f"(STORE_FSYNC={0 if opts.no_fsync else 1}, store at {opts.records:,} records):"
+    )
+    print(
+        f"  p50 {pct(ms, 0.50):.2f} ms   p99 {pct(ms, 0.99):.2f} ms   max {max(ms):.2f} ms   "
+        f"mean {statistics.mean(ms):.2f} ms"
+    )
+    print(f"  target p99 <= 10 ms: {'met' if pct(ms, 0.99) <= 10 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

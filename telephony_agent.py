@@ -1,0 +1,145 @@
+"""The telephony agent: Gemini Live on LiveKit, capturing a debt-relief caller's details through
+the backend functions while it talks.
+
+    python telephony_agent.py console   # talk to it from this machine (needs GOOGLE_API_KEY)
+    python telephony_agent.py dev       # a worker for a LiveKit server, reloading on changes
+    python telephony_agent.py start     # a production worker
+
+Importing this module has no side effects; everything happens in `entrypoint`, once per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from livekit import rtc
+from livekit.agents import (
+    NOT_GIVEN,
+    Agent,
+    AgentSession,
+    JobContext,
+    JobProcess,
+    TurnHandlingOptions,
+    WorkerOptions,
+    cli,
+    room_io,
+)
+from livekit.agents.llm import LLM, RealtimeModel
+
+from backend.backend_agent import BackendAgent
+from backend.settings import Settings, get_settings
+from backend.voice import call
+from backend.voice.caller import call_details, masked
+from backend.voice.model import build_realtime_model
+from backend.voice.prompts import call_instructions, prompt, raw_prompt
+from backend.voice.tools import CallTools, Userdata
+
+log = logging.getLogger("telephony_agent")
+PROMPTS = ("call_script", "greeting", "returning_caller")
+
+
+class DebtReliefAgent(CallTools, Agent):
+    """The qualifier. Its tools come from `CallTools`; its script from `prompts/`."""
+
+    async def on_enter(self) -> None:
+        self.session.generate_reply(instructions=prompt("greeting"))
+
+
+def build_agent_session(
+    *,
+    session_id: str,
+    caller_id: str,
+    backend: BackendAgent | None = None,
+    llm: LLM | RealtimeModel | None = None,
+    called_number: str | None = None,
+    direction: str = "inbound",
+    room_name: str | None = None,
+    settings: Settings | None = None,
+) -> tuple[AgentSession[Userdata], DebtReliefAgent]:
+    """The session and agent of one call, exactly as the entrypoint runs them.
+
+    Opens the session in the store and reads the caller's earlier records (once, at connect,
+    before any audio flows). With `room_name` and LiveKit credentials in `settings`, `end_call`
+    hangs up by deleting that room.
+    """
+    settings = settings or get_settings()
+    backend = backend or BackendAgent(settings=settings)
+    started = backend.start_session(session_id, caller_id, direction, called_number)
+    if not started.get("success"):
+        raise RuntimeError(f"could not open session {session_id}: {started.get('message')}")
+    earlier = backend.get_shared_information(caller_id=caller_id, limit=20)
+    ud = Userdata(
+        session_id=session_id,
+        caller_id=caller_id,
+        backend=backend,
+        called_number=called_number,
+        direction=direction,
+        room_name=room_name,
+        hangup=call.RoomHangup.for_room(room_name, settings),
+    )
+    model = llm if llm is not None else build_realtime_model(settings)
+    # Gemini detects turns server-side (tuned in backend/voice/model.py); no local VAD needed.
+    turns = TurnHandlingOptions(turn_detection="realtime_llm" if isinstance(model, RealtimeModel) else "manual")
+    session = AgentSession[Userdata](llm=model, vad=None, userdata=ud, turn_handling=turns)
+    call.watch_for_failure(session, ud)
+    agent = DebtReliefAgent(instructions=call_instructions(settings, earlier.get("records", [])))
+    return session, agent
+
+
+async def connect_participant(ctx: JobContext) -> rtc.RemoteParticipant | None:
+    """The caller's participant, once they are in the room; None in console mode.
+
+    The outbound helper will dial here (create_sip_participant) when the dispatch metadata
+    carries a phone number.
+    """
+    if ctx.is_fake_job():
+        return None
+    await ctx.connect()
+    return await ctx.wait_for_participant()
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    settings = ctx.proc.userdata.get("settings") or get_settings()
+    backend = ctx.proc.userdata.get("backend") or BackendAgent(settings=settings)
+    participant = await connect_participant(ctx)
+    details = call_details(
+        participant.identity if participant else None,
+        dict(participant.attributes) if participant else None,
+        ctx.job.metadata,
+    )
+    session_id = str(uuid.uuid4())
+    log.info("call %s from %s (%s)", session_id, masked(details.caller_id), details.direction)
+    session, agent = build_agent_session(
+        session_id=session_id,
+        caller_id=details.caller_id,
+        backend=backend,
+        called_number=details.called_number,
+        direction=details.direction,
+        room_name=None if ctx.is_fake_job() else ctx.room.name,  # console: no room to delete
+        settings=settings,
+    )
+    ud = session.userdata
+
+    async def write_final_call_log() -> None:
+        await call.finish_call(ud)
+
+    ctx.add_shutdown_callback(write_final_call_log)
+    session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason.value}"))
+    room_options = room_io.RoomOptions(participant_identity=participant.identity if participant else NOT_GIVEN)
+    await session.start(agent=agent, room=ctx.room, room_options=room_options)
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Once per worker process: settings, the store handle and the call script."""
+    settings = get_settings()
+    proc.userdata["settings"] = settings
+    proc.userdata["backend"] = BackendAgent(settings=settings)
+    for name in PROMPTS:
+        raw_prompt(name)
+    if not (settings.business_name and settings.callback_number):
+        log.warning("BUSINESS_NAME or CALLBACK_NUMBER is not set; the opening disclosure will be generic")
+
+
+if __name__ == "__main__":
+    cli.run_app(WorkerOptions(entrypoint_fnc=entrypoint, prewarm_fnc=prewarm, agent_name=get_settings().agent_name))
