@@ -104,7 +104,7 @@ class BackendAgent:
         session_id: str | None = None,
         limit: int = 20,
     ) -> dict[str, Any]:
-        if category is not None and category not in CATEGORIES:
+        if category is not None and (not isinstance(category, str) or category not in CATEGORIES):
             return _fail("invalid_category", f"Category must be one of: {', '.join(CATEGORIES)}.")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             return _fail("invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}.")
@@ -125,7 +125,7 @@ class BackendAgent:
         duration_seconds: float | None = None,
         session_id: str | None = None,
     ) -> dict[str, Any]:
-        if reason not in END_REASONS:
+        if not isinstance(reason, str) or reason not in END_REASONS:
             return _fail("invalid_reason", f"Reason must be one of: {', '.join(END_REASONS)}.")
         try:
             caller = _text(caller_id, "caller_id", max_len=64)

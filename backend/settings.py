@@ -16,6 +16,8 @@ SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
     ("API_TOKENS", None, "Comma-separated bearer tokens for the API and dashboard."),
     ("HOST", "127.0.0.1", "Address the API and dashboard listen on."),
     ("PORT", "5000", "Port the API and dashboard listen on."),
+    ("WEB_CONCURRENCY", "2", "gunicorn worker processes for the API and dashboard."),
+    ("SECRET_KEY", None, "Signs dashboard session cookies (default: a random key kept in DATA_DIR/secret_key)."),
     ("GOOGLE_API_KEY", None, "Gemini API key for the Live model."),
     ("GEMINI_MODEL", None, "Gemini Live model name (plugin default when unset)."),
     ("GEMINI_VOICE", "Puck", "Gemini Live voice."),
@@ -56,6 +58,8 @@ class Settings:
     api_tokens: tuple[str, ...]
     host: str
     port: int
+    web_concurrency: int
+    secret_key: str | None
     google_api_key: str | None
     gemini_model: str | None
     gemini_voice: str
@@ -98,6 +102,8 @@ class Settings:
             api_tokens=tokens,
             host=raw["HOST"],
             port=int(raw["PORT"]),
+            web_concurrency=int(raw["WEB_CONCURRENCY"]),
+            secret_key=raw["SECRET_KEY"],
             google_api_key=raw["GOOGLE_API_KEY"],
             gemini_model=raw["GEMINI_MODEL"],
             gemini_voice=raw["GEMINI_VOICE"],
@@ -129,7 +135,14 @@ class Settings:
 
     def redacted(self) -> dict[str, object]:
         """Settings as a dict with secrets masked, for printing."""
-        secret = {"api_tokens", "google_api_key", "livekit_api_secret", "twilio_auth_token", "sip_password"}
+        secret = {
+            "secret_key",
+            "api_tokens",
+            "google_api_key",
+            "livekit_api_secret",
+            "twilio_auth_token",
+            "sip_password",
+        }
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)

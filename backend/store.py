@@ -117,7 +117,7 @@ class Store(ABC):
         Without `session_id` the record joins the caller's active session, or a new one.
         The same information, category and session within 60 s returns the first record."""
         information = _clean_information(information)
-        if category not in CATEGORIES:
+        if not isinstance(category, str) or category not in CATEGORIES:
             raise StoreError(f"Category must be one of: {', '.join(CATEGORIES)}.", "invalid_category")
         if fields is not None:
             if not isinstance(fields, dict):
@@ -159,7 +159,7 @@ class Store(ABC):
         details: dict[str, Any] | None = None,
     ) -> tuple[Entry, bool]:
         """Write the call log of a session; returns (call, already_ended)."""
-        if reason not in END_REASONS:
+        if not isinstance(reason, str) or reason not in END_REASONS:
             raise StoreError(f"Reason must be one of: {', '.join(END_REASONS)}.", "invalid_reason")
         if duration_seconds is not None and (
             isinstance(duration_seconds, bool)

@@ -137,3 +137,10 @@ def test_default_data_dir_comes_from_settings(monkeypatch, tmp_path):
     agent = BackendAgent()
     agent.share_information("fact", "debt_info", CALLER)
     assert (tmp_path / "elsewhere" / "journal.jsonl").exists()
+
+
+def test_arguments_of_the_wrong_type_are_errors_not_crashes(backend):
+    assert backend.end_call(["completed"], CALLER)["error"] == "invalid_reason"
+    assert backend.get_shared_information(category=["debt_info"])["error"] == "invalid_category"
+    assert backend.share_information("fact", {"x": 1}, CALLER)["error"] == "invalid_category"
+    assert backend.share_information(["fact"], "debt_info", CALLER)["error"] == "empty_information"
