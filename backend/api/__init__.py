@@ -1,0 +1,20 @@
+"""The HTTP API: one blueprint per area, the error envelope, authentication, parameters and
+the page data functions the dashboard reuses (`backend.api.data`)."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from backend.store import Store
+
+
+def get_store() -> Store:
+    """The app's one store (opened by `create_app`)."""
+    return current_app.extensions["store"]
+
+
+def register_blueprints(app: Flask) -> None:
+    from backend.api import calls, health, information, sessions, summary, test_function
+
+    for module in (health, information, sessions, calls, summary, test_function):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,341 @@
+"""The OpenAPI 3.1 description of every route, built from the same vocabularies the API checks
+(categories, outcomes, end reasons, limits), so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from backend.api.params import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, STATUSES
+from backend.api.test_function import FUNCTIONS
+from backend.records import CATEGORIES, END_REASONS, OUTCOMES
+
+TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
+NULLABLE_TS = {"type": ["string", "null"], "pattern": TIMESTAMP["pattern"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        ["error"],
+        error={
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "additionalProperties": False,
+        },
+    )
+    | {"additionalProperties": False},
+    "Information": _obj(
+        ["id", "seq", "session_id", "caller_id", "category", "information", "timestamp", "status"],
+        id={"type": "string"},
+        seq={"type": "integer", "minimum": 1},
+        session_id={"type": "string"},
+        caller_id={"type": "string"},
+        category={"enum": list(CATEGORIES)},
+        information={"type": "string", "minLength": 1, "maxLength": 2000},
+        fields={"type": "object", "description": "Structured data, checked against a JSON Schema per category."},
+        timestamp=TIMESTAMP,
+        status={"enum": ["received"]},
+    ),
+    "Session": _obj(
+        [
+            "session_id",
+            "caller_id",
+            "direction",
+            "called_number",
+            "started_at",
+            "ended_at",
+            "status",
+            "information_count",
+            "end_reason",
+            "outcome",
+            "duration_seconds",
+        ],
+        session_id={"type": "string"},
+        caller_id={"type": "string"},
+        direction={"enum": ["inbound", "outbound"]},
+        called_number={"type": ["string", "null"]},
+        started_at=TIMESTAMP,
+        ended_at=NULLABLE_TS,
+        status={"enum": list(STATUSES)},
+        information_count={"type": "integer", "minimum": 0},
+        end_reason={"enum": [*END_REASONS, None]},
+        outcome={"enum": [*OUTCOMES, None]},
+        duration_seconds={"type": ["number", "null"], "minimum": 0},
+    ),
+    "Call": _obj(
+        ["id", "session_id", "caller_id", "reason", "outcome", "duration_seconds", "information_count", "ended_at"],
+        id={"type": "string"},
+        seq={"type": "integer", "minimum": 1},
+        session_id={"type": "string"},
+        caller_id={"type": "string"},
+        reason={"enum": list(END_REASONS)},
+        outcome={"enum": list(OUTCOMES)},
+        duration_seconds={"type": "number", "minimum": 0},
+        information_count={"type": "integer", "minimum": 0},
+        ended_at=TIMESTAMP,
+        details={"type": "object"},
+    ),
+    "Cursor": {"type": ["string", "null"], "description": "Pass as `cursor` for the next page; null at the end."},
+    "InformationPage": _obj(
+        ["information", "count", "next_cursor"],
+        information={"type": "array", "items": _ref("Information"), "maxItems": MAX_LIMIT},
+        count={"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+        next_cursor=_ref("Cursor"),
+        next_after_seq={
+            "type": "integer",
+            "minimum": 0,
+            "description": "With after_seq: the after_seq of the next pull.",
+        },
+    ),
+    "SessionsPage": _obj(
+        ["sessions", "next_cursor"],
+        sessions={"type": "array", "items": _ref("Session")},
+        next_cursor=_ref("Cursor"),
+    ),
+    "SessionDetail": _obj(
+        ["session", "information", "call"],
+        session=_ref("Session"),
+        information={"type": "array", "items": _ref("Information"), "description": "Oldest first."},
+        call={"oneOf": [_ref("Call"), {"type": "null"}]},
+    ),
+    "CallsPage": _obj(
+        ["calls", "next_cursor"], calls={"type": "array", "items": _ref("Call")}, next_cursor=_ref("Cursor")
+    ),
+    "Summary": _obj(
+        [
+            "total_sessions",
+            "active_sessions",
+            "total_calls",
+            "total_information",
+            "by_category",
+            "by_outcome",
+            "recent_information",
+            "recent_calls",
+            "last_seq",
+        ],
+        total_sessions={"type": "integer", "minimum": 0},
+        active_sessions={"type": "integer", "minimum": 0},
+        total_calls={"type": "integer", "minimum": 0},
+        total_information={"type": "integer", "minimum": 0},
+        by_category={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        by_outcome={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        recent_information={"type": "array", "items": _ref("Information"), "maxItems": 10},
+        recent_calls={"type": "array", "items": _ref("Call"), "maxItems": 10},
+        last_seq={"type": "integer", "minimum": 0},
+    ),
+    "TestFunctionRequest": {"oneOf": [_ref(f"TestFunction_{name}") for name in FUNCTIONS]},
+    "FunctionResult": _obj(["success"], success={"type": "boolean"})
+    | {"description": "The backend function's own result, passed through unchanged."},
+}
+
+
+_TEXT = {"type": ["string", "null"], "minLength": 1}
+_ARGUMENTS: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "share_information": (
+        ["information", "category", "caller_id"],
+        {
+            "information": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "category": {"enum": list(CATEGORIES)},
+            "caller_id": {"type": "string", "minLength": 1, "maxLength": 64},
+            "session_id": _TEXT | {"maxLength": 128},
+            "fields": {"type": ["object", "null"]},
+        },
+    ),
+    "get_shared_information": (
+        [],
+        {
+            "category": {"enum": [*CATEGORIES, None]},
+            "caller_id": _TEXT | {"maxLength": 64},
+            "session_id": _TEXT | {"maxLength": 128},
+            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        },
+    ),
+    "end_call": (
+        ["reason", "caller_id"],
+        {
+            "reason": {"enum": list(END_REASONS)},
+            "caller_id": {"type": "string", "minLength": 1, "maxLength": 64},
+            "duration_seconds": {"type": ["number", "null"], "minimum": 0, "exclusiveMaximum": 10**7},
+            "session_id": _TEXT | {"maxLength": 128},
+        },
+    ),
+    "get_current_time": (
+        [],
+        {
+            "timezone": {
+                "type": ["string", "null"],
+                "maxLength": 64,
+                "description": "IANA name; empty or null: BUSINESS_TIMEZONE.",
+            }
+        },
+    ),
+}
+for _name, (_required, _props) in _ARGUMENTS.items():
+    SCHEMAS[f"TestFunction_{_name}"] = {
+        "type": "object",
+        "required": ["function", *(["arguments"] if _required else [])],
+        "properties": {
+            "function": {"const": _name},
+            "arguments": {"type": "object", "required": _required, "properties": _props, "additionalProperties": False},
+        },
+        "additionalProperties": False,
+    }
+
+
+def _param(name: str, schema: dict, description: str, where: str = "query", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "in": where, "schema": schema, "description": description, **extra}
+
+
+LIMIT = _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "Page size.")
+
+
+def _cursor(kind: str) -> dict[str, Any]:
+    """An opaque cursor; its custom format names the route that gave it out (a cursor from one
+    route is refused by another with 400 bad_cursor)."""
+    schema = {"type": "string", "minLength": 1, "maxLength": 200, "format": f"{kind}-cursor"}
+    return _param("cursor", schema, "The next_cursor of the previous page (takes precedence over after_seq).")
+
+
+CALLER = _param("caller_id", {"type": "string", "minLength": 1, "maxLength": 64}, "Only this caller.")
+SINCE = _param("since", {"type": "string", "format": "date-time"}, "Only at or after this time (RFC 3339).")
+UNTIL = _param("until", {"type": "string", "format": "date-time"}, "Only at or before this time (RFC 3339).")
+OUTCOME = _param("outcome", {"enum": list(OUTCOMES)}, "Only calls with this outcome.")
+INFO_PARAMS = [
+    _param(
+        "category",
+        {"type": "array", "items": {"enum": list(CATEGORIES)}, "maxItems": 5},
+        "Only these categories (repeat the parameter).",
+        style="form",
+        explode=True,
+    ),
+    CALLER,
+    _param("session_id", {"type": "string", "minLength": 1, "maxLength": 128}, "Only this session."),
+    SINCE,
+    UNTIL,
+    _param("q", {"type": "string", "minLength": 1, "maxLength": 200}, "Text search (case-insensitive)."),
+    LIMIT,
+    _cursor("information"),
+    _param(
+        "after_seq",
+        {"type": "integer", "minimum": 0, "maximum": 2**62},
+        "Records with seq > after_seq, in write order (incremental pulls).",
+    ),
+    _param("format", {"enum": list(FORMATS), "default": "json"}, "json, ndjson (streamed) or csv (UTF-8, header row)."),
+]
+ERRORS = {
+    "400": "Bad parameters or body (the code names the problem).",
+    "401": "Missing or wrong bearer token.",
+    "429": "Too many wrong tokens from this address.",
+    "503": "The store is unavailable.",
+}
+
+
+def _responses(ok: dict[str, Any], *, public: bool = False, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": _ref("Error")}}}
+    out = {"200": ok}
+    for code, text in ERRORS.items():
+        if not (public and code in ("400", "401", "429")):
+            out[code] = {"description": text, **error}
+    for code in extra:
+        out[code] = {"description": "Not found." if code == "404" else "Error.", **error}
+    out["default"] = {"description": "Any other error, in the same envelope.", **error}
+    return out
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _get(summary: str, ok: dict, params: list | None = None, **kw: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": _responses(ok, **kw)}
+    if params:
+        op["parameters"] = params
+    if kw.get("public"):
+        op["security"] = []
+    return {"get": op}
+
+
+def _paths() -> dict[str, Any]:
+    page_headers = {
+        "X-Next-Cursor": {"schema": {"type": "string"}, "description": "Cursor of the next page, when there is one."},
+        "X-Next-After-Seq": {"schema": {"type": "string"}, "description": "With after_seq: the next after_seq."},
+    }
+    info_ok = _json("InformationPage", "A page of records (newest first; with after_seq, in write order).")
+    info_ok["headers"] = page_headers
+    info_ok["content"]["application/x-ndjson"] = {"schema": {"type": "string"}}
+    info_ok["content"]["text/csv"] = {"schema": {"type": "string"}}
+    test_function = {
+        "summary": "Run one backend function by hand (200 when it succeeds, 400 when it refuses).",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("TestFunctionRequest")}}},
+        "responses": _responses(_json("FunctionResult", "The function succeeded: its result.")),
+    }
+    test_function["responses"]["400"] = {
+        "description": "The function refused (its own result), or the body is wrong (the envelope).",
+        "content": {"application/json": {"schema": {"anyOf": [_ref("FunctionResult"), _ref("Error")]}}},
+    }
+    test_function["responses"]["413"] = {"description": "Body over 1 MiB.", **_json("Error", "")}
+    health_ok = {
+        "description": "The server and its store answer.",
+        "content": {"application/json": {"schema": _obj(["status"], status={"const": "ok"})}},
+    }
+    spec_ok = {"description": "This document.", "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "/api/health": _get("Liveness and store readiness", health_ok, public=True),
+        "/api/openapi.json": _get("This OpenAPI description", spec_ok, public=True),
+        "/api/summary": _get("Totals, counts, newest records and calls", _json("Summary", "The summary.")),
+        "/api/information": _get("Information records", info_ok, INFO_PARAMS),
+        "/api/sessions": _get(
+            "Sessions, newest first",
+            _json("SessionsPage", "A page of sessions."),
+            [
+                _param("status", {"enum": list(STATUSES)}, "active or completed."),
+                CALLER,
+                OUTCOME,
+                SINCE,
+                UNTIL,
+                LIMIT,
+                _cursor("sessions"),
+            ],
+        ),
+        "/api/sessions/{session_id}": _get(
+            "One session with its records (oldest first) and call log",
+            _json("SessionDetail", "The session."),
+            [_param("session_id", {"type": "string", "minLength": 1}, "The session id.", "path", required=True)],
+            extra=("404",),
+        ),
+        "/api/calls": _get(
+            "Call logs, newest first",
+            _json("CallsPage", "A page of call logs."),
+            [CALLER, OUTCOME, SINCE, UNTIL, LIMIT, _cursor("calls")],
+        ),
+        "/api/test_function": {"post": test_function},
+    }
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Debt-relief voice agent API",
+            "version": "1.0.0",
+            "description": "Records captured by the voice agent, its sessions and call logs. Every route except "
+            "/api/health and /api/openapi.json needs `Authorization: Bearer <token>`. Errors have the body "
+            '`{"error": {"code", "message"}}`.',
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,224 @@
+"""Query parameters of the API, parsed and checked once, for the API and the dashboard alike.
+
+Every problem is an `ApiError(400, <code naming it>, ...)`. Parameters a route does not know
+are refused (a typo such as `catgory=` must not silently return everything).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from werkzeug.datastructures import MultiDict
+
+from backend.api.errors import ApiError
+from backend.records import CATEGORIES, OUTCOMES
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+FORMATS = ("json", "ndjson", "csv")
+STATUSES = ("active", "completed")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+@dataclass(frozen=True)
+class InformationParams:
+    categories: tuple[str, ...] | None = None
+    caller_id: str | None = None
+    session_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+    q: str | None = None
+    limit: int = DEFAULT_LIMIT
+    before_seq: int | None = None
+    after_seq: int | None = None
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class SessionParams:
+    status: str | None = None
+    caller_id: str | None = None
+    outcome: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = DEFAULT_LIMIT
+    before_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class CallParams:
+    caller_id: str | None = None
+    outcome: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = DEFAULT_LIMIT
+    before_seq: int | None = None
+
+
+# ---- single values ---------------------------------------------------------------------------
+def timestamp(value: str, name: str) -> float:
+    """RFC 3339 date-time (e.g. `2026-11-22T15:04:05Z`) -> epoch seconds."""
+    m = _RFC3339.fullmatch(value)
+    if not m:
+        raise ApiError(400, "invalid_timestamp", f"{name} must be an RFC 3339 date-time such as 2026-11-22T15:04:05Z.")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    days_in_month = (31, 29 if _leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+    off_h, off_m = int(m[10] or 0), int(m[11] or 0)
+    if not (
+        1 <= month <= 12
+        and 1 <= day <= days_in_month[month - 1]
+        and hour < 24
+        and minute < 60
+        and second <= 60
+        and off_h < 24
+        and off_m < 60
+    ):
+        raise ApiError(400, "invalid_timestamp", f"{name} is not a real date and time.")
+    offset = (off_h * 3600 + off_m * 60) * (-1 if m[9] == "-" else 1)
+    fraction = int(m[7]) / 10 ** len(m[7]) if m[7] else 0.0
+    return _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + min(second, 59) - offset + fraction
+
+
+def _leap(y: int) -> bool:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (any year, including 0)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def integer(value: str, name: str, low: int, high: int, code: str) -> int:
+    if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
+        raise ApiError(400, code, f"{name} must be a whole number from {low} to {high}.")
+    return int(value)
+
+
+def text(value: str, name: str, max_len: int) -> str:
+    if not value or len(value) > max_len:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be 1 to {max_len} characters.")
+    return value
+
+
+def choice(value: str, name: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be one of: {', '.join(allowed)}.")
+    return value
+
+
+# ---- cursors ---------------------------------------------------------------------------------
+def encode_cursor(kind: str, *, before: int | None = None, after: int | None = None) -> str:
+    """An opaque cursor: urlsafe base64 of `{"k": kind, "b": before_seq}` (or `"a": after_seq`)."""
+    payload = {"k": kind, "b": before} if before is not None else {"k": kind, "a": after}
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, value: str) -> tuple[int | None, int | None]:
+    """(before_seq, after_seq) of a cursor made by `encode_cursor(kind, ...)`; 400 bad_cursor otherwise."""
+    try:
+        if len(value) > 200:
+            raise ValueError("too long")
+        payload = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        if not isinstance(payload, dict) or payload.get("k") != kind or len(payload) != 2:
+            raise ValueError("not ours")
+        ((key, seq),) = ((k, v) for k, v in payload.items() if k != "k")
+        if key not in ("a", "b") or type(seq) is not int or seq < (1 if key == "b" else 0) or seq >= 2**62:
+            raise ValueError("bad seq")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "bad_cursor", "cursor is not one this route gave out; start again without it.") from None
+    return (seq, None) if key == "b" else (None, seq)
+
+
+# ---- whole routes ----------------------------------------------------------------------------
+def _single(args: MultiDict, allowed: tuple[str, ...], drop_empty: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in args:
+        if name not in allowed:
+            raise ApiError(
+                400, "unknown_parameter", f"Unknown parameter {name!r}; this route takes: {', '.join(allowed)}."
+            )
+        values = [v for v in args.getlist(name) if v or not drop_empty]
+        if name != "category" and len(values) > 1:
+            raise ApiError(400, "repeated_parameter", f"{name} may be given only once.")
+        if values and name != "category":
+            out[name] = values[0]
+    return out
+
+
+def _common(one: dict[str, str], kind: str) -> dict:
+    out: dict = {}
+    if "caller_id" in one:
+        out["caller_id"] = text(one["caller_id"], "caller_id", 64)
+    for name in ("since", "until"):
+        if name in one:
+            out[name] = timestamp(one[name], name)
+    if "limit" in one:
+        out["limit"] = integer(one["limit"], "limit", 1, MAX_LIMIT, "invalid_limit")
+    if "cursor" in one:
+        before, after = decode_cursor(kind, one["cursor"])
+        if after is not None:
+            out["after_seq"] = after
+        else:
+            out["before_seq"] = before
+    return out
+
+
+def information_params(args: Mapping | MultiDict, *, drop_empty: bool = False) -> InformationParams:
+    """`GET /api/information`: category (repeatable or comma-separated), caller_id, session_id,
+    since, until, q, limit, cursor, after_seq, format."""
+    args = args if isinstance(args, MultiDict) else MultiDict(args)
+    allowed = ("category", "caller_id", "session_id", "since", "until", "q", "limit", "cursor", "after_seq", "format")
+    one = _single(args, allowed, drop_empty)
+    out = _common(one, "information")
+    cats = [c.strip() for v in args.getlist("category") for c in v.split(",") if c.strip() or not drop_empty]
+    if cats:
+        out["categories"] = tuple(dict.fromkeys(choice(c, "category", CATEGORIES) for c in cats))
+    if "session_id" in one:
+        out["session_id"] = text(one["session_id"], "session_id", 128)
+    if "q" in one:
+        out["q"] = text(one["q"], "q", 200)
+    if "after_seq" in one:
+        after_seq = integer(one["after_seq"], "after_seq", 0, 2**62, "invalid_after_seq")
+        if "cursor" not in one:  # a cursor carries its own position: the first URL + &cursor= works
+            out["after_seq"] = after_seq
+    if "format" in one:
+        out["format"] = choice(one["format"], "format", FORMATS)
+    return InformationParams(**out)
+
+
+def session_params(args: Mapping | MultiDict, *, drop_empty: bool = False) -> SessionParams:
+    """`GET /api/sessions`: status, caller_id, outcome, since, until, limit, cursor."""
+    args = args if isinstance(args, MultiDict) else MultiDict(args)
+    one = _single(args, ("status", "caller_id", "outcome", "since", "until", "limit", "cursor"), drop_empty)
+    out = _common(one, "sessions")
+    if "status" in one:
+        out["status"] = choice(one["status"], "status", STATUSES)
+    if "outcome" in one:
+        out["outcome"] = choice(one["outcome"], "outcome", OUTCOMES)
+    if "after_seq" in out:
+        raise ApiError(400, "bad_cursor", "cursor is not one this route gave out; start again without it.")
+    return SessionParams(**out)
+
+
+def call_params(args: Mapping | MultiDict, *, drop_empty: bool = False) -> CallParams:
+    """`GET /api/calls`: caller_id, outcome, since, until, limit, cursor."""
+    args = args if isinstance(args, MultiDict) else MultiDict(args)
+    one = _single(args, ("caller_id", "outcome", "since", "until", "limit", "cursor"), drop_empty)
+    out = _common(one, "calls")
+    if "outcome" in one:
+        out["outcome"] = choice(one["outcome"], "outcome", OUTCOMES)
+    if "after_seq" in out:
+        raise ApiError(400, "bad_cursor", "cursor is not one this route gave out; start again without it.")
+    return CallParams(**out)

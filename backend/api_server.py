@@ -1,0 +1,56 @@
+"""The Flask application: the HTTP API (`backend.api`) and the dashboard, over one store.
+
+Run it with `gunicorn 'backend.api_server:create_app()'` (settings in ./gunicorn.conf.py) or,
+for development, `python -m backend serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import dashboard
+from backend.api import auth, errors, register_blueprints
+from backend.settings import Settings, get_settings
+from backend.store import JournalStore, Store
+
+MAX_BODY_BYTES = 1 << 20
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. `config` overrides settings, e.g. for tests:
+    `{"DATA_DIR": tmp, "API_TOKENS": ["t"], "TESTING": True}`; `"STORE"` passes a store to use."""
+    config = dict(config or {})
+    settings: Settings = config.pop("SETTINGS", None) or get_settings()
+    app = Flask(__name__.split(".")[0])
+    app.config.update(
+        DATA_DIR=str(settings.data_dir),
+        API_TOKENS=list(settings.api_tokens),
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        TRUST_PROXY=settings.trust_proxy,
+    )
+    app.json.sort_keys = False
+    app.config.update(config)
+    data_dir = Path(app.config["DATA_DIR"])
+    app.extensions["settings"] = settings
+    app.extensions["store"] = app.config.get("STORE") or _open_store(app, settings, data_dir)
+    app.config.setdefault("SECRET_KEY", None)
+    app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or auth.secret_key(data_dir)
+    auth.init_app(app, data_dir)
+    errors.init_app(app)
+    register_blueprints(app)
+    dashboard.init_app(app)
+    if app.config["TRUST_PROXY"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1)
+    return app
+
+
+def _open_store(app: Flask, settings: Settings, data_dir: Path) -> Store:
+    """One store per app (per gunicorn worker); every request reuses it."""
+    return JournalStore(data_dir, fsync=app.config.get("STORE_FSYNC", settings.store_fsync))

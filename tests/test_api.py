@@ -1,0 +1,517 @@
+"""The HTTP API (contract section 3) through Flask's test client, over a real journal store:
+every route, every error in the one envelope, CSV and NDJSON output, and that cursors and
+`after_seq` return every record exactly once while records are being written."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+from flask import abort
+
+from backend.api.auth import check_token
+from backend.api.formats import neutralise
+from backend.api.openapi import openapi_document
+from backend.api.params import encode_cursor
+from backend.api_server import create_app
+from backend.backend_agent import BackendAgent
+from backend.records import StoreUnavailable
+
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def _no_fsync(monkeypatch):
+    monkeypatch.setenv("STORE_FSYNC", "0")
+    monkeypatch.delenv("API_TOKENS", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+
+
+@pytest.fixture
+def app(tmp_path):
+    return create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [TOKEN], "TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """A writer with its own store on the same folder, as the voice agent's process would be."""
+    backend = BackendAgent(tmp_path)
+    yield backend
+    backend.close()
+
+
+def get(client, url, **kw):
+    return client.get(url, headers={**AUTH, **kw.pop("headers", {})}, **kw)
+
+
+def share(agent, text, category="debt_info", caller="+15550000001", session=None, fields=None):
+    result = agent.share_information(text, category, caller, session_id=session, fields=fields)
+    assert result["success"], result
+    return result["record"]
+
+
+def assert_envelope(response, status, code):
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+# ---- the envelope, and every error status -------------------------------------------------------
+def test_error_envelope_shape_is_pinned(client):
+    response = get(client, "/api/information?limit=0")
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": {"code": "invalid_limit", "message": "limit must be a whole number from 1 to 1000."}
+    }
+
+
+def test_401_without_or_with_a_wrong_token_and_no_data(client, agent):
+    share(agent, "secret debt fact")
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"}):
+        response = client.get("/api/information", headers=headers)
+        assert_envelope(response, 401, "unauthorized")
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert b"secret debt fact" not in response.data
+
+
+def test_404_405_413_envelopes(client):
+    assert_envelope(get(client, "/api/no-such-route"), 404, "not_found")
+    response = client.delete("/api/summary", headers=AUTH)
+    assert_envelope(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["Allow"]
+    big = b'{"function": "get_current_time", "arguments": {"timezone": "' + b"x" * (1 << 20) + b'"}}'
+    response = client.post("/api/test_function", data=big, headers=AUTH, content_type="application/json")
+    assert_envelope(response, 413, "body_too_large")
+
+
+def test_429_after_too_many_wrong_tokens_even_for_the_right_one(tmp_path):
+    app = create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [TOKEN], "AUTH_FAILURE_LIMIT": 3, "TESTING": True})
+    client = app.test_client()
+    for _ in range(3):
+        assert_envelope(client.get("/api/summary", headers={"Authorization": "Bearer guess"}), 401, "unauthorized")
+    response = get(client, "/api/summary")
+    assert_envelope(response, 429, "too_many_failed_logins")
+    assert int(response.headers["Retry-After"]) >= 1
+    other = client.get("/api/summary", headers=AUTH, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 200
+
+
+def test_500_is_logged_and_enveloped(app, caplog):
+    @app.get("/api/boom")
+    def boom():
+        raise RuntimeError("kaboom")
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = app.test_client().get("/api/boom", headers=AUTH)
+    assert_envelope(response, 500, "internal_error")
+    assert b"kaboom" not in response.data
+    assert "kaboom" in caplog.text
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, "forbidden"), (409, "conflict"), (503, "unavailable")])
+def test_flask_aborts_under_api_use_the_envelope(app, status, code):
+    @app.get("/api/abort")
+    def aborting():
+        abort(status)
+
+    assert_envelope(app.test_client().get("/api/abort", headers=AUTH), status, code)
+
+
+def test_503_when_the_store_is_unavailable(app):
+    @app.get("/api/store-down")
+    def store_down():
+        raise StoreUnavailable("The store cannot save right now (disk full or read-only).")
+
+    response = app.test_client().get("/api/store-down", headers=AUTH)
+    assert_envelope(response, 503, "store_unavailable")
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_a_corrupt_line_written_by_another_process_is_quarantined_not_served(client, agent, tmp_path):
+    share(agent, "good record")
+    with open(tmp_path / "journal.jsonl", "ab") as fh:
+        fh.write(b"{this line is corrupt\n")
+    share(agent, "after the corrupt line")
+    assert [r["information"] for r in get(client, "/api/information").get_json()["information"]] == [
+        "after the corrupt line",
+        "good record",
+    ]
+    assert len(list((tmp_path / "quarantine").iterdir())) == 1
+
+
+def test_bad_parameters_get_400_with_a_code_naming_the_problem(client):
+    cases = {
+        "/api/information?category=debts": "invalid_category",
+        "/api/information?category=debt_info&category=": "invalid_category",
+        "/api/information?since=yesterday": "invalid_timestamp",
+        "/api/information?until=2026-02-30T00:00:00Z": "invalid_timestamp",
+        "/api/information?since=2026-11-22": "invalid_timestamp",
+        "/api/information?limit=1001": "invalid_limit",
+        "/api/information?limit=abc": "invalid_limit",
+        "/api/information?limit=-1": "invalid_limit",
+        "/api/information?cursor=garbage!!": "bad_cursor",
+        "/api/information?after_seq=-5": "invalid_after_seq",
+        "/api/information?format=xml": "invalid_format",
+        "/api/information?catgory=debt_info": "unknown_parameter",
+        "/api/information?limit=5&limit=6": "repeated_parameter",
+        "/api/information?q=" + "x" * 201: "invalid_q",
+        "/api/sessions?status=open": "invalid_status",
+        "/api/sessions?outcome=won": "invalid_outcome",
+        "/api/sessions?cursor=" + encode_cursor("calls", before=3): "bad_cursor",
+        "/api/calls?since=2026-13-01T00:00:00Z": "invalid_timestamp",
+        "/api/calls?caller_id=" + "1" * 65: "invalid_caller_id",
+        "/api/summary?x=1": "unknown_parameter",
+    }
+    for url, code in cases.items():
+        assert_envelope(get(client, url), 400, code)
+
+
+def test_tampered_cursors_are_refused(client):
+    good = encode_cursor("information", before=10)
+    raw = json.loads(base64.urlsafe_b64decode(good + "=="))
+    for payload in ({**raw, "b": "10"}, {**raw, "b": 0}, {**raw, "x": 1}, {"k": "sessions", "b": 10}, [1, 2]):
+        forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+        assert_envelope(get(client, f"/api/information?cursor={forged}"), 400, "bad_cursor")
+    assert get(client, f"/api/information?cursor={good}").status_code == 200
+
+
+# ---- public routes and authentication ----------------------------------------------------------
+def test_health_and_openapi_are_public(client):
+    assert client.get("/api/health").get_json() == {"status": "ok"}
+    spec = client.get("/api/openapi.json").get_json()
+    assert spec["openapi"] == "3.1.0"
+    assert {
+        "/api/health",
+        "/api/openapi.json",
+        "/api/summary",
+        "/api/information",
+        "/api/sessions",
+        "/api/sessions/{session_id}",
+        "/api/calls",
+        "/api/test_function",
+    } == set(spec["paths"])
+
+
+def test_openapi_document_is_valid_3_1():
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+    validate(openapi_document())
+    broken = json.loads(json.dumps(openapi_document()))
+    broken["paths"]["/api/summary"]["get"]["responses"] = "nothing"
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken)
+
+
+def test_every_api_route_of_the_app_is_described(app):
+    described = set(openapi_document()["paths"])
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/"):
+            assert rule.rule.replace("<path:session_id>", "{session_id}") in described
+
+
+def test_a_fresh_install_gets_a_token_file_printed_once(tmp_path, capfd):
+    first = create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [], "TESTING": True})
+    token = (tmp_path / "api_token").read_text().strip()
+    assert stat.S_IMODE(os.stat(tmp_path / "api_token").st_mode) == 0o600
+    assert len(token) >= 32 and token in capfd.readouterr().err
+    second = create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [], "TESTING": True})
+    assert token not in capfd.readouterr().err
+    for app in (first, second):
+        assert check_token(app, token) and not check_token(app, token + "x") and not check_token(app, None)
+        assert app.test_client().get("/api/summary", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_workers_starting_together_agree_on_one_token_and_secret(tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from backend.api.auth import persistent_secret; d = Path(sys.argv[1]);"
+        "print(persistent_secret(d / 'api_token')[0], persistent_secret(d / 'secret_key')[0])"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE) for _ in range(6)]
+    outputs = {p.communicate(timeout=60)[0] for p in procs}
+    assert len(outputs) == 1
+    assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_secret_key_comes_from_the_environment_or_a_shared_file(tmp_path, monkeypatch):
+    a = create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [TOKEN]})
+    b = create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [TOKEN]})
+    assert a.config["SECRET_KEY"] == b.config["SECRET_KEY"] == (tmp_path / "secret_key").read_text().strip()
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    assert create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [TOKEN]}).config["SECRET_KEY"] == "from-env"
+
+
+def test_proxy_headers_count_only_when_trust_proxy_is_on(tmp_path):
+    def blocked_other_client(trust: bool) -> int:
+        config = {"DATA_DIR": str(tmp_path), "API_TOKENS": [TOKEN], "AUTH_FAILURE_LIMIT": 1, "TRUST_PROXY": trust}
+        client = create_app(config).test_client()
+        client.get("/api/summary", headers={"Authorization": "Bearer x", "X-Forwarded-For": "203.0.113.1"})
+        return client.get("/api/summary", headers={**AUTH, "X-Forwarded-For": "203.0.113.2"}).status_code
+
+    assert blocked_other_client(trust=True) == 200  # a different client behind the proxy
+    assert blocked_other_client(trust=False) == 429  # the header is ignored: same address
+
+
+# ---- /api/information -------------------------------------------------------------------------
+def test_information_filters(client, agent):
+    a = share(agent, "Owes $20,000 on cards", "debt_info", "+15550000001", "s1", {"amount_usd": 20000})
+    time.sleep(0.003)  # timestamps have millisecond resolution
+    b = share(agent, "Name is Ana", "contact_details", "+15550000001", "s1")
+    time.sleep(0.003)
+    c = share(agent, "Lives in Texas", "personal_info", "+15550000002", "s2")
+    seqs = lambda url: [r["seq"] for r in get(client, url).get_json()["information"]]  # noqa: E731
+    assert seqs("/api/information") == [c["seq"], b["seq"], a["seq"]]
+    assert seqs("/api/information?category=debt_info&category=personal_info") == [c["seq"], a["seq"]]
+    assert seqs("/api/information?category=debt_info,contact_details") == [b["seq"], a["seq"]]
+    assert seqs("/api/information?caller_id=%2B15550000002") == [c["seq"]]
+    assert seqs("/api/information?session_id=s1") == [b["seq"], a["seq"]]
+    assert seqs("/api/information?q=TEXAS") == [c["seq"]]
+    assert seqs("/api/information?q=20000") == [a["seq"]]  # fields are searched too
+    assert seqs(f"/api/information?since={b['timestamp']}") == [c["seq"], b["seq"]]
+    assert seqs(f"/api/information?until={b['timestamp']}") == [b["seq"], a["seq"]]
+    page = get(client, "/api/information?limit=2").get_json()
+    assert page["count"] == 2 and page["next_cursor"]
+    assert get(client, "/api/information").get_json()["information"][-1] == a
+
+
+def test_information_default_and_maximum_limit(client, agent):
+    for i in range(105):
+        share(agent, f"fact {i}")
+    assert get(client, "/api/information").get_json()["count"] == 100
+    assert get(client, "/api/information?limit=1000").get_json()["count"] == 105
+    assert get(client, "/api/information?limit=1").get_json()["count"] == 1
+
+
+def test_cursor_pages_return_every_record_exactly_once_while_writes_go_on(client, agent):
+    written = [share(agent, f"fact {i}", caller=f"+1555000{i % 3:04d}")["seq"] for i in range(23)]
+    seen, cursor = [], None
+    while True:
+        page = get(client, "/api/information?limit=4" + (f"&cursor={cursor}" if cursor else "")).get_json()
+        seen += [r["seq"] for r in page["information"]]
+        share(agent, f"new while paging {len(seen)}")  # newer records never enter older pages
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(written, reverse=True)
+
+
+def test_after_seq_pulls_every_record_once_in_write_order(client, agent):
+    pulled, after = [], 0
+    expected = []
+    for round_ in range(6):
+        expected += [share(agent, f"r{round_} fact {i}")["seq"] for i in range(round_ * 2)]
+        first_url = f"/api/information?after_seq={after}&limit=3"
+        page = get(client, first_url).get_json()
+        while True:
+            pulled += [r["seq"] for r in page["information"]]
+            after = page["next_after_seq"]
+            if not page["next_cursor"]:
+                break
+            expected.append(share(agent, f"between pages {len(pulled)}")["seq"])  # joins this pull, in order
+            page = get(client, f"{first_url}&cursor={page['next_cursor']}").get_json()  # cursor wins
+    assert pulled == expected == sorted(expected)
+    empty = get(client, f"/api/information?after_seq={after}").get_json()
+    assert empty == {"information": [], "count": 0, "next_cursor": None, "next_after_seq": after}
+
+
+def test_ndjson_streams_one_record_per_line(client, agent):
+    records = [share(agent, f"fact {i}") for i in range(5)]
+    response = get(client, "/api/information?format=ndjson&limit=3")
+    assert response.status_code == 200 and response.is_streamed
+    assert response.mimetype == "application/x-ndjson"
+    lines = response.get_data(as_text=True).splitlines()
+    assert [json.loads(line) for line in lines] == records[:1:-1]
+    assert response.headers["X-Count"] == "3"
+    rest = get(client, f"/api/information?format=ndjson&cursor={response.headers['X-Next-Cursor']}")
+    assert [json.loads(line)["seq"] for line in rest.get_data(as_text=True).splitlines()] == [
+        records[1]["seq"],
+        records[0]["seq"],
+    ]
+    assert 'rel="next"' in response.headers["Link"]
+    assert "X-Next-Cursor" not in rest.headers
+    incremental = get(client, f"/api/information?format=ndjson&after_seq={records[2]['seq']}")
+    assert incremental.headers["X-Next-After-Seq"] == str(records[4]["seq"])
+
+
+def test_csv_is_utf8_with_a_header_and_neutralised_formulas(client, agent):
+    dangerous = ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "\tTab start", "\rCR start"]
+    for text in dangerous:
+        share(agent, f"{text}", "contact_details", session="csv")
+    share(agent, "Café owner, owes “a lot”", "debt_info", session="csv", fields={"creditor": "=cmd|'/c calc'!A1"})
+    response = get(client, "/api/information?format=csv&session_id=csv")
+    assert response.status_code == 200 and response.is_streamed
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert "attachment" in response.headers["Content-Disposition"]
+    body = response.data
+    assert body.startswith(b"\xef\xbb\xbf")  # UTF-8 byte-order mark, for spreadsheets
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline="")))
+    assert list(rows[0]) == [
+        "seq",
+        "id",
+        "timestamp",
+        "session_id",
+        "caller_id",
+        "category",
+        "information",
+        "fields",
+        "status",
+    ]
+    assert rows[0]["information"] == "Café owner, owes “a lot”"
+    assert json.loads(rows[0]["fields"]) == {"creditor": "=cmd|'/c calc'!A1"}  # a JSON cell starts with {
+    texts = [r["information"] for r in rows[1:]]
+    stored = [t.strip() for t in dangerous]  # the store trims surrounding whitespace
+    assert sorted(texts) == sorted("'" + t if t[0] in "=+-@\t\r" else t for t in stored)
+    assert all(r["caller_id"] == "'+15550000001" for r in rows)
+    assert neutralise("\tx") == "'\tx" and neutralise("\rx") == "'\rx" and neutralise("ok") == "ok"
+    assert neutralise(-5) == -5
+
+
+# ---- sessions, calls, summary -----------------------------------------------------------------
+def test_sessions_listing_filters_and_detail(client, agent):
+    agent.start_session("s-1", "+15550000001")
+    share(agent, "first", session="s-1")
+    share(agent, "second", "qualification", session="s-1", fields={"qualified": True})
+    agent.end_call("customer_qualified_transfer", "+15550000001", duration_seconds=12.5, session_id="s-1")
+    agent.start_session("s-2", "+15550000002", direction="outbound", called_number="+15550000002")
+    listing = get(client, "/api/sessions").get_json()
+    assert [s["session_id"] for s in listing["sessions"]] == ["s-2", "s-1"] and listing["next_cursor"] is None
+    assert [s["session_id"] for s in get(client, "/api/sessions?status=active").get_json()["sessions"]] == ["s-2"]
+    completed = get(client, "/api/sessions?status=completed&outcome=qualified").get_json()["sessions"]
+    assert [(s["session_id"], s["information_count"], s["duration_seconds"]) for s in completed] == [("s-1", 2, 12.5)]
+    assert get(client, "/api/sessions?caller_id=%2B15550000002").get_json()["sessions"][0]["direction"] == "outbound"
+    detail = get(client, "/api/sessions/s-1").get_json()
+    assert [r["information"] for r in detail["information"]] == ["first", "second"]
+    assert detail["session"]["status"] == "completed" and detail["call"]["outcome"] == "qualified"
+    assert get(client, "/api/sessions/s-2").get_json()["call"] is None
+    assert_envelope(get(client, "/api/sessions/unknown"), 404, "session_not_found")
+
+
+def test_sessions_and_calls_cursors_page_exactly_once(client, agent):
+    for i in range(11):
+        agent.start_session(f"p-{i}", f"+1555000{i:04d}")
+        agent.end_call("voicemail" if i % 2 else "completed", f"+1555000{i:04d}", session_id=f"p-{i}")
+    for route, key, ident in (("sessions", "sessions", "session_id"), ("calls", "calls", "session_id")):
+        seen, cursor = [], None
+        while True:
+            page = get(client, f"/api/{route}?limit=3" + (f"&cursor={cursor}" if cursor else "")).get_json()
+            seen += [x[ident] for x in page[key]]
+            if not (cursor := page["next_cursor"]):
+                break
+        assert seen == [f"p-{i}" for i in reversed(range(11))]
+    calls = get(client, "/api/calls?outcome=no_contact").get_json()["calls"]
+    assert [c["session_id"] for c in calls] == [f"p-{i}" for i in (9, 7, 5, 3, 1)]
+    assert [c["reason"] for c in get(client, "/api/calls?caller_id=%2B15550000004").get_json()["calls"]] == [
+        "completed"
+    ]
+    future = get(client, "/api/calls?since=2999-01-01T00:00:00Z").get_json()
+    assert future == {"calls": [], "next_cursor": None}
+
+
+def test_summary(client, agent):
+    share(agent, "a", "debt_info", "+15550000001")
+    share(agent, "b", "contact_details", "+15550000001")
+    agent.end_call("customer_not_interested", "+15550000001")
+    share(agent, "c", "debt_info", "+15550000002")
+    summary = get(client, "/api/summary").get_json()
+    assert {k: summary[k] for k in ("total_sessions", "active_sessions", "total_calls", "total_information")} == {
+        "total_sessions": 2,
+        "active_sessions": 1,
+        "total_calls": 1,
+        "total_information": 3,
+    }
+    assert summary["by_category"]["debt_info"] == 2 and summary["by_outcome"] == {"not_interested": 1}
+    assert [r["information"] for r in summary["recent_information"]] == ["c", "b", "a"]
+    assert summary["recent_calls"][0]["outcome"] == "not_interested"
+    assert summary["last_seq"] == summary["recent_information"][0]["seq"]
+
+
+# ---- /api/test_function -----------------------------------------------------------------------
+def call(client, function, **arguments):
+    return client.post("/api/test_function", json={"function": function, "arguments": arguments}, headers=AUTH)
+
+
+def test_test_function_runs_each_backend_function(client):
+    saved = call(
+        client,
+        "share_information",
+        information="Owes $15,000",
+        category="debt_info",
+        caller_id="+15550000009",
+        fields={"amount_usd": 15000},
+    )
+    assert saved.status_code == 200 and saved.get_json()["record"]["fields"] == {"amount_usd": 15000}
+    again = call(
+        client, "share_information", information="Owes $15,000", category="debt_info", caller_id="+15550000009"
+    )
+    assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    fetched = call(client, "get_shared_information", caller_id="+15550000009", limit=5)
+    assert fetched.status_code == 200 and fetched.get_json()["count"] == 1
+    ended = call(client, "end_call", reason="customer_not_qualified", caller_id="+15550000009")
+    assert ended.status_code == 200 and ended.get_json()["call"]["outcome"] == "not_qualified"
+    now = call(client, "get_current_time", timezone="America/Chicago")
+    assert now.status_code == 200 and now.get_json()["timezone"] == "America/Chicago"
+    assert get(client, "/api/summary").get_json()["total_calls"] == 1  # the app's own store saw the writes
+
+
+def test_test_function_passes_failures_through_with_400(client):
+    response = call(client, "share_information", information="x", category="debts", caller_id="+15550000009")
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "success": False,
+        "error": "invalid_category",
+        "message": "Category must be one of: contact_details, debt_info, personal_info, qualification, "
+        "conversation_flow.",
+    }
+    assert call(client, "get_current_time", timezone="Mars/Base").get_json()["error"] == "invalid_timezone"
+    assert call(client, "get_shared_information", limit=0).get_json()["error"] == "invalid_limit"
+
+
+def test_test_function_bad_requests_use_the_envelope(client):
+    post = lambda **kw: client.post("/api/test_function", headers=AUTH, **kw)  # noqa: E731
+    assert_envelope(post(data="{not json", content_type="application/json"), 400, "invalid_json")
+    assert_envelope(post(json=["share_information"]), 400, "invalid_body")
+    assert_envelope(post(json={"function": "end_call", "arguments": [1]}), 400, "invalid_body")
+    assert_envelope(post(json={"function": "end_call", "extra": 1}), 400, "invalid_body")
+    assert_envelope(post(json={"function": "start_session", "arguments": {}}), 400, "unknown_function")
+    assert_envelope(post(json={"function": "__init__"}), 400, "unknown_function")
+    assert_envelope(call(client, "get_current_time", tz="UTC"), 400, "unknown_argument")
+    assert_envelope(call(client, "end_call", reason="completed"), 400, "missing_argument")
+    assert_envelope(call(client, "end_call", reason=["completed"], caller_id="+1"), 400, "invalid_argument")
+    assert_envelope(call(client, "get_shared_information", limit=True), 400, "invalid_argument")
+    assert call(client, "end_call", reason="completed", caller_id="+1", duration_seconds=3).status_code == 200
+
+
+def test_unknown_paths_outside_the_api_are_not_enveloped(client):
+    response = client.get("/definitely-not-a-page")
+    assert response.status_code == 404 and response.mimetype != "application/json"
+
+
+def test_writes_from_other_processes_are_seen_without_restart(client, tmp_path):
+    before = get(client, "/api/summary").get_json()["total_information"]
+    code = (
+        "import sys; from backend.backend_agent import BackendAgent;"
+        "print(BackendAgent(sys.argv[1]).share_information('from another process', 'debt_info', '+15550000077'))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + 5
+    while get(client, "/api/summary").get_json()["total_information"] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert get(client, "/api/summary").get_json()["total_information"] == before + 1

@@ -1,0 +1,220 @@
+"""The API served by a real gunicorn (2 gevent workers, ./gunicorn.conf.py) on a loopback port:
+while writer processes append through BackendAgent, clients pulling with `after_seq` and paging
+with cursors see every record exactly once, whichever worker answers; and a schemathesis run
+against the live server finds no failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "gunicorn-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+pytestmark = pytest.mark.slow
+
+WRITER = """
+import json, random, sys, time
+from backend.backend_agent import BackendAgent
+agent, name, n = BackendAgent(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+rng, seqs = random.Random(name), []
+for i in range(n):
+    caller = f"+1555{rng.randrange(5):07d}"
+    result = agent.share_information(f"{name} fact {i}", rng.choice(["debt_info", "contact_details"]), caller)
+    assert result["success"] and not result.get("duplicate"), result
+    seqs.append(result["record"]["seq"])
+    if i % 10 == 9:
+        agent.end_call("completed", caller)
+    time.sleep(rng.random() * 0.004)
+print(json.dumps(seqs))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(proc: subprocess.Popen, base: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/api/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A gunicorn with 2 workers over a fresh store; yields its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATA_DIR": str(tmp_path),
+        "API_TOKENS": TOKEN,
+        "STORE_FSYNC": "0",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+    }
+    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        # a generous wrong-token limit: schemathesis sends wrong tokens on purpose
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--no-control-socket",
+            'backend.api_server:create_app({"AUTH_FAILURE_LIMIT": 100000})',
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base, tmp_path / "gunicorn.log")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    access = (tmp_path / "gunicorn.log").read_text()
+    assert '"GET /api/information ' in access
+    for name in ("caller_id=", "after_seq=", "cursor=", "limit="):  # no query string is logged
+        assert name not in access
+
+
+def get(base: str, path: str, **params) -> dict:
+    response = requests.get(f"{base}{path}", params=params, headers=AUTH, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_pulls_and_pages_see_every_record_once_while_writers_append(server, tmp_path):
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), f"w{k}", "120"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "STORE_FSYNC": "0"},
+        )
+        for k in range(3)
+    ]
+    pulls: list[list[int]] = [[], []]
+    pages: list[tuple[int, list[int]]] = []
+    done = threading.Event()
+
+    def puller(out: list[int]) -> None:
+        after = 0
+        while True:
+            finished = done.is_set()  # read before the pull: a last pull after every write ends
+            page = get(server, "/api/information", after_seq=after, limit=7)
+            out.extend(r["seq"] for r in page["information"])
+            after = page["next_after_seq"]
+            if finished and not page["information"]:
+                return
+
+    def pager() -> None:
+        while not done.is_set():
+            first = get(server, "/api/information", limit=9)
+            seen = [r["seq"] for r in first["information"]]
+            cursor = first["next_cursor"]
+            while cursor:
+                page = get(server, "/api/information", limit=9, cursor=cursor)
+                seen += [r["seq"] for r in page["information"]]
+                cursor = page["next_cursor"]
+            pages.append((seen[0] if seen else 0, seen))
+
+    threads = [threading.Thread(target=puller, args=(out,)) for out in pulls] + [threading.Thread(target=pager)]
+    for t in threads:
+        t.start()
+    written = []
+    for w in writers:
+        out, _ = w.communicate(timeout=120)
+        assert w.returncode == 0
+        written += json.loads(out)
+    done.set()
+    for t in threads:
+        t.join(timeout=60)
+    expected = sorted(written)
+    assert len(expected) == 360 == len(set(expected))
+    for pulled in pulls:
+        assert pulled == expected  # every record once, in write order
+    assert len(pages) >= 2
+    for newest, seen in pages:
+        assert seen == [s for s in reversed(expected) if s <= newest]  # every older record once
+    summary = get(server, "/api/summary")
+    assert summary["total_information"] == 360 and summary["total_calls"] == 36
+
+
+def test_schemathesis_finds_no_failure(server, tmp_path):
+    for i in range(4):  # some data, so responses have bodies worth checking
+        body = {
+            "function": "share_information",
+            "arguments": {
+                "information": f"Owes ${i},000",
+                "category": "debt_info",
+                "caller_id": "+15550001111",
+                "fields": {"amount_usd": i * 1000},
+            },
+        }
+        assert requests.post(f"{server}/api/test_function", json=body, headers=AUTH, timeout=10).status_code == 200
+    body = {"function": "end_call", "arguments": {"reason": "customer_not_qualified", "caller_id": "+15550001111"}}
+    assert requests.post(f"{server}/api/test_function", json=body, headers=AUTH, timeout=10).status_code == 200
+    config = tmp_path / "schemathesis.toml"
+    # A well-formed call the function itself refuses (unknown time zone, empty text) is a 400 by
+    # the contract, so "schema-valid data must be accepted" cannot hold for /api/test_function.
+    config.write_text(
+        '[[operations]]\ninclude-path = "/api/test_function"\nchecks.positive_data_acceptance.enabled = false\n'
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",  # the `st` command
+            "--config-file",
+            str(config),
+            "run",
+            f"{server}/api/openapi.json",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "--max-examples",
+            "20",
+            "--seed",
+            "4",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "10",
+        ],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": str(ROOT / "tests" / "schemathesis_hooks.py"),
+            "PYTHONPATH": str(ROOT),
+        },
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "No issues found" in result.stdout and "Tested: 7" in result.stdout  # every operation ran
