@@ -1,0 +1,21 @@
+"""The qualifiers' dashboard: a blueprint mounted at `/` by the API's `create_app`, reading the
+same store through the same page functions as `/api/...`."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from backend.settings import get_settings
+from dashboard.formatting import FILTERS
+from dashboard.login import DashboardSessionInterface
+
+
+def init_app(app: Flask) -> None:
+    """Register the dashboard's routes, its template filters and its session cookie on `app`."""
+    from dashboard.views import bp
+
+    app.register_blueprint(bp)
+    app.jinja_env.filters.update(FILTERS)
+    app.session_interface = DashboardSessionInterface()
+    zone = app.config.get("BUSINESS_TIMEZONE") or get_settings().business_timezone
+    app.extensions["dashboard"] = {"business_timezone": zone}

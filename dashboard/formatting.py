@@ -1,0 +1,129 @@
+"""How the dashboard shows values to people: phone numbers, durations, money, labels and UTC
+fallback text for timestamps (the browser converts those to the viewer's own time zone)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import phonenumbers
+
+from backend.records import parse_iso
+
+NONE = "\N{EN DASH}"  # shown where there is no value
+CATEGORY_LABELS = {
+    "contact_details": "Contact details",
+    "debt_info": "Debt",
+    "personal_info": "Personal",
+    "qualification": "Qualification",
+    "conversation_flow": "Conversation",
+}
+OUTCOME_LABELS = {
+    "qualified": "Qualified",
+    "callback": "Callback",
+    "not_qualified": "Not qualified",
+    "not_interested": "Not interested",
+    "do_not_call": "Do not call",
+    "no_contact": "No contact",
+    "incomplete": "Incomplete",
+    "completed": "Completed",
+}
+DISCLOSURE_LABELS = {
+    "business_name": "Business name",
+    "ai_assistant": "AI assistant",
+    "call_recorded": "Call is recorded",
+    "callback_number": "Callback number",
+}
+
+
+def phone(number: str | None) -> str:
+    """`+15551234567` -> `+1 (555) 123-4567`; other countries in international format; text
+    that is not a phone number (`anonymous`, a SIP URI) comes back unchanged."""
+    if not number:
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, "US")
+    except phonenumbers.NumberParseException:
+        return number
+    national = str(parsed.national_number)
+    if parsed.country_code == 1 and len(national) == 10:
+        return f"+1 ({national[:3]}) {national[3:6]}-{national[6:]}"
+    if not phonenumbers.is_possible_number(parsed):
+        return number
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def normalize_phone(text: str) -> str:
+    """What a qualifier typed in the caller filter, as the E.164 id the store keeps."""
+    text = text.strip()
+    try:
+        parsed = phonenumbers.parse(text, "US")
+    except phonenumbers.NumberParseException:
+        return text
+    if not phonenumbers.is_possible_number(parsed):
+        return text
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def duration(seconds: float | None) -> str:
+    """420.5 -> `7m 00s`; 3725 -> `1h 02m`."""
+    if seconds is None:
+        return NONE
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def money(amount: float | None) -> str:
+    if amount is None:
+        return NONE
+    return f"${amount:,.0f}" if float(amount).is_integer() else f"${amount:,.2f}"
+
+
+def utc_text(timestamp: str | None) -> str:
+    """The text shown before the browser's script localises a `<time>` element."""
+    if not timestamp:
+        return ""
+    try:
+        return parse_iso(timestamp).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return timestamp
+
+
+HUMANISED_FIELDS = {"debt_type", "employment_status", "disclosures", "stage"}
+
+
+def field_value(value: Any, name: str = "") -> str:
+    """A `fields` value as text: amounts as money, vocabulary words without underscores."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(field_value(v, name) for v in value)
+    if value is None:
+        return NONE
+    if name.endswith("_usd") and isinstance(value, int | float):
+        return money(value)
+    if name in HUMANISED_FIELDS and isinstance(value, str):
+        return value.replace("_", " ")
+    return str(value)
+
+
+def field_name(name: str) -> str:
+    """`monthly_income_usd` -> `Monthly income (USD)`."""
+    text = name.replace("_", " ").strip()
+    text = text[:1].upper() + text[1:]
+    return text[:-4] + " (USD)" if text.endswith(" usd") else text
+
+
+FILTERS = {
+    "phone": phone,
+    "duration": duration,
+    "money": money,
+    "utc_text": utc_text,
+    "field_value": field_value,
+    "field_name": field_name,
+    "category_label": lambda c: CATEGORY_LABELS.get(c, c),
+    "outcome_label": lambda o: OUTCOME_LABELS.get(o, o or NONE),
+}

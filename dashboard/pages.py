@@ -1,0 +1,201 @@
+"""The data of each dashboard page, rendered as HTML (first load) or JSON (live updates).
+
+The lists come from the API's page functions (`backend.api.data`), so `/api/...` and the
+dashboard answer the same records for the same filters; this module adds what only the
+dashboard shows (cards, active calls, debt totals, disclosures). Everything comes from the
+store's indexed queries: no page reads the whole store, and a live update's size depends on
+what changed since `after_seq`, not on the store's size."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from backend.api.data import calls_page, information_page, session_detail, sessions_page, summary_page
+from backend.api.errors import ApiError
+from backend.api.params import CallParams, InformationParams, SessionParams
+from backend.records import CATEGORIES, epoch
+from backend.store import Store
+from dashboard import formatting as fmt
+from dashboard.query import ViewFilters, start_of_today
+
+FEED_PAGE = 50
+CALLS_PAGE = 25
+ACTIVE_SHOWN = 50
+LIVE_RECORDS = 100
+LIVE_CALLS = 50
+EARLIER_CALLS = 20
+
+
+def summary_counts(store: Store, zone: ZoneInfo) -> dict[str, Any]:
+    """The overview's cards and category chart."""
+    summary = summary_page(store, recent=0)
+    calls_today, qualified_today = store.count_calls(start_of_today(zone))
+    return {
+        "calls_today": calls_today,
+        "qualified_today": qualified_today,
+        "active_sessions": summary["active_sessions"],
+        "total_calls": summary["total_calls"],
+        "qualified_total": summary["by_outcome"].get("qualified", 0),
+        "total_information": summary["total_information"],
+        "by_category": summary["by_category"],
+        "last_seq": summary["last_seq"],
+    }
+
+
+def active_calls(store: Store) -> dict[str, Any]:
+    """Calls in progress, newest first, each with its newest captured fact."""
+    sessions = sorted(store.active_sessions(), key=lambda s: s["started_at"], reverse=True)
+    out = []
+    for session in sessions[:ACTIVE_SHOWN]:
+        newest = information_page(store, InformationParams(session_id=session["session_id"], limit=1))["information"]
+        out.append(shown({**session, "newest": shown(newest[0]) if newest else None}))
+    return {"count": len(sessions), "sessions": out}
+
+
+def overview(store: Store, filters: ViewFilters, zone: ZoneInfo) -> dict[str, Any]:
+    counts = summary_counts(store, zone)  # first: its last_seq may repeat a record, never miss one
+    feed = information_page(store, filters.information_params(FEED_PAGE))
+    calls = calls_page(store, filters.call_params(CALLS_PAGE))
+    return {
+        "summary": counts,
+        "last_seq": counts["last_seq"],
+        "active": active_calls(store),
+        "feed": feed["information"],
+        "feed_next": feed["next_cursor"],
+        "calls": calls["calls"],
+        "calls_next": calls["next_cursor"],
+    }
+
+
+def overview_changes(store: Store, filters: ViewFilters, zone: ZoneInfo, after_seq: int) -> dict[str, Any]:
+    """What changed since `after_seq`: new feed records (write order), new call logs (newest
+    first), the active calls and the counts. `*_more` says the page is too far behind."""
+    counts = summary_counts(store, zone)
+    out: dict[str, Any] = {"last_seq": counts["last_seq"], "summary": counts}
+    if counts["last_seq"] <= after_seq:
+        return {**out, "changed": False}
+    records = information_page(store, filters.information_params(LIVE_RECORDS, after_seq=after_seq))
+    calls, calls_more = new_calls(store, filters, after_seq)
+    return {
+        **out,
+        "changed": True,
+        "records": [shown(r) for r in records["information"]],
+        "records_more": records["next_cursor"] is not None,
+        "calls": [shown(c) for c in calls],
+        "calls_more": calls_more,
+        "active": active_calls(store),
+    }
+
+
+def new_calls(store: Store, filters: ViewFilters, after_seq: int) -> tuple[list[dict], bool]:
+    """Call logs written after `after_seq` that match the view, newest first: reads at most
+    LIVE_CALLS + 1 of the newest call logs, whatever the store's size."""
+    newest = calls_page(store, CallParams(limit=LIVE_CALLS + 1))["calls"]
+    fresh = [c for c in newest if c["seq"] > after_seq]
+    kept = [c for c in fresh[:LIVE_CALLS] if _call_matches(c, filters)]
+    return kept, len(fresh) > LIVE_CALLS
+
+
+def _call_matches(call: dict, f: ViewFilters) -> bool:
+    if (f.caller_id and call["caller_id"] != f.caller_id) or (f.outcome and call["outcome"] != f.outcome):
+        return False
+    ts = epoch(call["ended_at"])
+    return not ((f.since is not None and ts < f.since) or (f.until is not None and ts > f.until))
+
+
+def session_page(store: Store, session_id: str) -> dict[str, Any] | None:
+    """A call's review page, or None when the store has no such session."""
+    last_seq = store.last_seq()
+    try:
+        detail = session_detail(store, session_id)
+    except ApiError:
+        return None
+    records = detail["information"]
+    earlier = sessions_page(store, SessionParams(caller_id=detail["session"]["caller_id"], limit=EARLIER_CALLS + 1))
+    return {
+        **detail,
+        "last_seq": last_seq,
+        "groups": [(c, [r for r in records if r["category"] == c]) for c in CATEGORIES],
+        "debt": debt_summary(records),
+        "disclosures": disclosures(records),
+        "earlier": [s for s in earlier["sessions"] if s["session_id"] != session_id][:EARLIER_CALLS],
+    }
+
+
+def session_changes(store: Store, session_id: str, after_seq: int) -> dict[str, Any] | None:
+    """What changed on one call since `after_seq`: its new records, its state and call log."""
+    last_seq = store.last_seq()
+    session = store.get_session(session_id)
+    if session is None:
+        return None
+    out: dict[str, Any] = {"last_seq": last_seq, "session": shown(session), "changed": last_seq > after_seq}
+    if not out["changed"]:
+        return out
+    page = information_page(store, InformationParams(session_id=session_id, after_seq=after_seq, limit=LIVE_RECORDS))
+    records = page["information"]
+    everything = store.session_information(session_id) if records else []
+    call = store.session_call(session_id)
+    return {
+        **out,
+        "records": [shown(r) for r in records],
+        "records_more": page["next_cursor"] is not None,
+        "call": shown(call) if call else None,
+        "debt": debt_summary(everything) if records else None,
+        "disclosures": disclosures(everything) if records else None,
+    }
+
+
+def debt_summary(records: list[dict]) -> dict[str, Any]:
+    """The debts stated in `debt_info` fields, and their total (and unsecured part), with the
+    texts the page shows."""
+    items = []
+    for record in records:
+        fields = record.get("fields") or {}
+        amount = fields.get("amount_usd")
+        if record["category"] != "debt_info" or isinstance(amount, bool) or not isinstance(amount, int | float):
+            continue
+        secured = fields.get("secured") is True
+        kind = fmt.field_name(str(fields.get("debt_type") or "other")) + (" (secured)" if secured else "")
+        items.append(
+            {
+                "seq": record["seq"],
+                "amount_usd": amount,
+                "secured": secured,
+                "type_display": kind,
+                "creditor_display": str(fields.get("creditor") or fmt.NONE),
+                "amount_display": fmt.money(amount),
+            }
+        )
+    total = sum(i["amount_usd"] for i in items)
+    unsecured = sum(i["amount_usd"] for i in items if not i["secured"])
+    return {
+        "items": items,
+        "total_usd": total,
+        "unsecured_usd": unsecured,
+        "total_display": fmt.money(total),
+        "unsecured_display": fmt.money(unsecured),
+    }
+
+
+def disclosures(records: list[dict]) -> list[dict[str, Any]]:
+    given: set[str] = set()
+    for record in records:
+        listed = (record.get("fields") or {}).get("disclosures")
+        if record["category"] == "conversation_flow" and isinstance(listed, list):
+            given.update(d for d in listed if isinstance(d, str))
+    return [{"key": k, "label": label, "given": k in given} for k, label in fmt.DISCLOSURE_LABELS.items()]
+
+
+def shown(entry: dict) -> dict:
+    """An entry with the display texts the page's script puts in place (with textContent)."""
+    out = {**entry, "caller_display": fmt.phone(entry.get("caller_id"))}
+    if "category" in entry:
+        out["category_label"] = fmt.FILTERS["category_label"](entry["category"])
+        fields = entry.get("fields") or {}
+        out["fields_display"] = [[fmt.field_name(k), fmt.field_value(v, k)] for k, v in fields.items()]
+    if "outcome" in entry:
+        out["outcome_label"] = fmt.FILTERS["outcome_label"](entry["outcome"])
+    if "duration_seconds" in entry:
+        out["duration_display"] = fmt.duration(entry["duration_seconds"])
+    return out

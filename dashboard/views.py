@@ -1,0 +1,149 @@
+"""The dashboard's routes: overview, a call's page, live updates, the CSV export, sign in/out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+
+from backend.api import get_store
+from backend.api.data import information_page
+from backend.api.formats import csv_response
+from backend.records import CATEGORIES, OUTCOMES
+from dashboard import login, pages
+from dashboard.query import ViewFilters, parse_filters, zone_named
+
+bp = Blueprint(
+    "dashboard", __name__, template_folder="templates", static_folder="static", static_url_path="/dashboard/static"
+)
+
+PUBLIC = {"dashboard.login", "dashboard.static"}
+JSON_ROUTES = {"dashboard.live"}
+EXPORT_PAGE = 1000
+EXPORT_MAX = 1_000_000
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+@bp.before_request
+def guard():
+    """Sign-in for every page but the login form; a valid CSRF token on every POST."""
+    if request.method == "POST" and not login.csrf_ok():
+        return render_login("This form expired or did not come from this page; please try again.", 400)
+    if request.endpoint in PUBLIC or login.signed_in():
+        return None
+    if request.endpoint in JSON_ROUTES:
+        return jsonify({"error": {"code": "signed_out", "message": "Sign in to the dashboard again."}}), 401
+    return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
+
+
+@bp.after_request
+def security_headers(response):
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "dashboard.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.context_processor
+def page_globals():
+    return {
+        "signed_in": login.signed_in(),
+        "csrf_token": login.csrf_token,
+        "categories": CATEGORIES,
+        "outcomes": OUTCOMES,
+    }
+
+
+def viewer_zone():
+    """The viewer's time zone (cookie set by the page's script), else the business's."""
+    return zone_named(request.cookies.get("tz"), current_app.extensions["dashboard"]["business_timezone"])
+
+
+def view_filters() -> ViewFilters:
+    return parse_filters(request.args, viewer_zone())
+
+
+@bp.get("/")
+def overview():
+    f = view_filters()
+    data = pages.overview(get_store(), f, viewer_zone())
+    live_query = url_for("dashboard.live", **f.url_args(cursor=None, calls_cursor=None))
+    return render_template("dashboard/overview.html", data=data, f=f, live_query=live_query)
+
+
+@bp.get("/sessions/<path:session_id>")
+def session(session_id: str):
+    data = pages.session_page(get_store(), session_id)
+    if data is None:
+        return render_template("dashboard/not_found.html", session_id=session_id), 404
+    live_query = url_for("dashboard.live", session_id=session_id)
+    return render_template("dashboard/session.html", data=data, live_query=live_query)
+
+
+@bp.get("/live")
+def live():
+    """What changed since `after_seq` on the overview (with its filters) or on one call."""
+    after = request.args.get("after_seq", "")
+    if not after.isdigit() or len(after) > 18:
+        return jsonify({"error": {"code": "invalid_after_seq", "message": "after_seq must be a whole number."}}), 400
+    session_id = request.args.get("session_id")
+    if session_id:
+        data = pages.session_changes(get_store(), session_id, int(after))
+        if data is None:
+            return jsonify({"error": {"code": "session_not_found", "message": "There is no such call."}}), 404
+    else:
+        data = pages.overview_changes(get_store(), view_filters(), viewer_zone(), int(after))
+    return jsonify(data)
+
+
+@bp.get("/export.csv")
+def export_csv():
+    """The feed of the current view, every page of it, in the API's CSV format."""
+    f = view_filters()
+    return csv_response(_all_records(f), {"Cache-Control": "no-store"}, filename="information.csv")
+
+
+def _all_records(f: ViewFilters) -> Iterator[dict]:
+    store, sent, params = get_store(), 0, f.information_params(EXPORT_PAGE)
+    while sent < EXPORT_MAX:
+        page = information_page(store, params)
+        yield from page["information"]
+        sent += page["count"]
+        if not page["next_cursor"]:
+            return
+        params = f.information_params(EXPORT_PAGE, before_seq=page["information"][-1]["seq"])
+
+
+@bp.route("/login", methods=["GET", "POST"], endpoint="login")
+def login_page():
+    if request.method == "GET":
+        return render_login(None, 200)
+    limiter = current_app.extensions["auth_failures"]  # the API's: wrong tokens count alike
+    addr = request.remote_addr or "-"
+    if limiter.blocked_for(addr) > 0:
+        return render_login("Too many wrong tokens from this address; wait a minute and try again.", 429)
+    if login.token_is_valid(request.form.get("token", "")):
+        login.sign_in()
+        return redirect(login.safe_next(request.form.get("next")) or url_for("dashboard.overview"))
+    limiter.fail(addr)
+    return render_login("That token is not valid. Check it and try again.", 401)
+
+
+@bp.post("/logout")
+def logout():
+    login.sign_out()
+    return redirect(url_for("dashboard.login", signed_out=1))
+
+
+def render_login(message: str | None, status: int):
+    if message is None and request.args.get("signed_out"):
+        message = "You are signed out."
+    next_url = login.safe_next(request.values.get("next")) or ""
+    page = render_template("dashboard/login.html", message=message, error=status >= 400, next_url=next_url)
+    return page, status

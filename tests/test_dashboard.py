@@ -1,0 +1,406 @@
+"""The dashboard through Flask's test client: every page needs a signed-in session, every POST
+a CSRF token; captured text is escaped; filters live in the URL; live updates carry only what
+changed; the CSV export is the API's format over the current view."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from backend.api_server import create_app
+from backend.records import iso
+from backend.store import MemoryStore
+from dashboard import formatting, views
+
+TOKEN = "dash-token-123"
+XSS = "<img src=x onerror=alert(1)> and <script>alert(2)</script>"
+CALLER = "+15551234567"
+OTHER = "+15557654321"
+
+
+@pytest.fixture
+def store():
+    return MemoryStore()
+
+
+@pytest.fixture
+def app(store, tmp_path):
+    return create_app({"DATA_DIR": str(tmp_path / "data"), "API_TOKENS": [TOKEN], "TESTING": True, "STORE": store})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_from(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def sign_in(client, token: str = TOKEN, next_url: str = ""):
+    page = client.get("/login")
+    return client.post("/login", data={"token": token, "csrf_token": csrf_from(page.text), "next": next_url})
+
+
+@pytest.fixture
+def signed_in(client):
+    assert sign_in(client).status_code == 302
+    return client
+
+
+def add(store, text, category="debt_info", caller=CALLER, session="s1", fields=None):
+    return store.add_information(
+        information=text, category=category, caller_id=caller, session_id=session, fields=fields
+    )[0]
+
+
+# ---- sign-in, session cookie, CSRF, headers --------------------------------------------------
+@pytest.mark.parametrize("path", ["/", "/sessions/s1", "/export.csv", "/?caller=555&q=debt"])
+def test_pages_redirect_to_login_when_signed_out(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+    assert client.get(response.headers["Location"]).status_code == 200
+
+
+def test_live_answers_401_json_when_signed_out(client):
+    response = client.get("/live?after_seq=0")
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "signed_out"
+
+
+def test_login_sets_a_strict_httponly_cookie_and_returns_to_next(client):
+    response = sign_in(client, next_url="/?q=credit")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/?q=credit"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    assert TOKEN not in cookie
+    assert client.get("/").status_code == 200
+
+
+def test_cookie_is_secure_over_https(app):
+    client = app.test_client()
+    page = client.get("/login", base_url="https://dash.example")
+    response = client.post(
+        "/login", data={"token": TOKEN, "csrf_token": csrf_from(page.text)}, base_url="https://dash.example"
+    )
+    assert response.status_code == 302
+    assert "; Secure" in response.headers["Set-Cookie"]
+
+
+def test_wrong_token_is_refused(client):
+    response = sign_in(client, token="not-the-token")
+    assert response.status_code == 401
+    assert "not valid" in response.text
+    assert client.get("/").status_code == 302
+
+
+def test_login_without_or_with_a_foreign_csrf_token_is_refused(app, client):
+    client.get("/login")
+    assert client.post("/login", data={"token": TOKEN}).status_code == 400
+    other = app.test_client()
+    foreign = csrf_from(other.get("/login").text)
+    assert client.post("/login", data={"token": TOKEN, "csrf_token": foreign}).status_code == 400
+    assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"])
+def test_login_never_redirects_off_site(client, target):
+    response = sign_in(client, next_url=target)
+    assert response.headers["Location"] == "/"
+
+
+def test_logout_needs_post_with_the_session_csrf_token(signed_in):
+    page = signed_in.get("/")
+    assert signed_in.get("/logout").status_code == 405
+    assert signed_in.post("/logout").status_code == 400
+    assert signed_in.get("/").status_code == 200  # still signed in
+    response = signed_in.post("/logout", data={"csrf_token": csrf_from(page.text)})
+    assert response.status_code == 302
+    assert signed_in.get("/").status_code == 302
+
+
+def test_the_csrf_token_changes_when_signing_in(client):
+    before = csrf_from(client.get("/login").text)
+    sign_in(client)
+    assert csrf_from(client.get("/").text) != before
+
+
+def test_sessions_expire(signed_in):
+    with signed_in.session_transaction() as session:
+        session["signed_in_at"] = time.time() - 13 * 3600
+    assert signed_in.get("/").status_code == 302
+
+
+def test_too_many_wrong_tokens_are_throttled(app, client):
+    app.extensions["auth_failures"].limit = 3
+    for _ in range(3):
+        assert sign_in(client, token="wrong").status_code == 401
+    assert sign_in(client).status_code == 429
+
+
+@pytest.mark.parametrize("path", ["/login", "/", "/sessions/s1", "/dashboard/static/dashboard.js"])
+def test_strict_content_security_policy_and_no_inline_script(signed_in, store, path):
+    add(store, "Has debt")
+    response = signed_in.get(path)
+    assert response.status_code == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    if path.endswith(".js"):
+        return
+    assert response.headers["Cache-Control"] == "no-store"
+    for tag in re.findall(r"<script[^>]*>", response.text):
+        assert 'src="/dashboard/static/' in tag
+    assert not re.search(r"\son[a-z]+=", response.text)  # no inline event handlers
+    assert not re.search(r"https?://", response.text)  # no CDN or other origin
+
+
+# ---- escaping ---------------------------------------------------------------------------------
+def test_captured_text_is_escaped_everywhere(signed_in, store):
+    add(store, XSS, fields={"creditor": "<b>Bank</b>", "amount_usd": 100})
+    add(store, "Name", category="contact_details", fields={"full_name": "<script>x</script>"})
+    for path in ("/", "/sessions/s1", "/?q=img"):
+        html = signed_in.get(path).text
+        assert "<img src=x" not in html and "<script>alert" not in html and "<b>Bank" not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+        assert "&lt;script&gt;" in html
+
+
+def test_a_hostile_session_id_is_escaped(signed_in, store):
+    store.start_session('"><script>alert(1)</script>', CALLER)
+    html = signed_in.get("/").text
+    assert "<script>alert(1)" not in html
+    missing = signed_in.get("/sessions/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    assert missing.status_code == 404
+    assert "<script>alert(1)" not in missing.text and "No such call" in missing.text
+
+
+# ---- overview and filters ---------------------------------------------------------------------
+def seed_calls(store):
+    add(store, "Has $20,000 on credit cards", fields={"debt_type": "credit_card", "amount_usd": 20000})
+    add(store, "Name is Pat", category="contact_details")
+    store.end_session(reason="customer_qualified_transfer", caller_id=CALLER, session_id="s1")
+    add(store, "Owes medical bills", caller=OTHER, session="s2")
+    store.end_session(reason="customer_not_interested", caller_id=OTHER, session_id="s2")
+    store.start_session("live1", "+15550001111")
+
+
+def test_overview_shows_cards_active_calls_feed_and_call_log(signed_in, store):
+    seed_calls(store)
+    html = signed_in.get("/").text
+    assert re.search(r'data-count="calls_today">2<', html)
+    assert re.search(r'data-count="active_sessions">1<', html)
+    assert re.search(r'data-count="qualified_today">1<', html)
+    assert re.search(r'data-count="total_information">3<', html)
+    assert "+1 (555) 000-1111" in html  # the active call, formatted
+    assert "Has $20,000 on credit cards" in html and "Owes medical bills" in html
+    assert "Qualified" in html and "Not interested" in html
+    assert 'data-category="debt_info"' in html
+
+
+def test_empty_overview_says_what_to_do(signed_in):
+    html = signed_in.get("/").text
+    assert "No information has been captured yet" in html
+    assert "No calls are in progress" in html
+    assert "No call has ended yet" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "shown", "hidden"),
+    [
+        ("caller=(555) 765-4321", ["Owes medical bills"], ["Has $20,000", "Name is Pat"]),
+        ("caller=5551234567", ["Has $20,000", "Name is Pat"], ["Owes medical bills"]),
+        ("category=contact_details", ["Name is Pat"], ["Has $20,000", "Owes medical bills"]),
+        ("q=MEDICAL", ["Owes medical bills"], ["Has $20,000", "Name is Pat"]),
+        ("q=credit_card", ["Has $20,000"], ["Name is Pat"]),  # fields are searched too
+    ],
+)
+def test_filters_narrow_the_feed(signed_in, store, query, shown, hidden):
+    seed_calls(store)
+    html = signed_in.get("/?" + query).text
+    feed = html[html.index('id="feed"') : html.index('id="calls-title"')]
+    for text in shown:
+        assert text in feed
+    for text in hidden:
+        assert text not in feed
+
+
+def test_outcome_narrows_the_call_log(signed_in, store):
+    seed_calls(store)
+    html = signed_in.get("/?outcome=not_interested").text
+    log = html[html.index('id="calls-body"') :]
+    assert "Not interested" in log and "customer_qualified_transfer" not in log
+    assert 'value="not_interested" selected' in html
+
+
+def test_date_range_uses_the_viewers_day(signed_in, store):
+    seed_calls(store)
+    signed_in.set_cookie("tz", "Pacific/Kiritimati")  # UTC+14: "today" there may be tomorrow in UTC
+    today = datetime.now(UTC).astimezone(ZoneInfo("Pacific/Kiritimati")).date()
+    assert "Has $20,000" in signed_in.get(f"/?from={today}&to={today}").text
+    yesterday = today - timedelta(days=1)
+    html = signed_in.get(f"/?from={yesterday}&to={yesterday}").text
+    assert "Has $20,000" not in html and "Nothing matches these filters" in html
+
+
+def test_bad_filter_values_are_named_and_ignored(signed_in, store):
+    seed_calls(store)
+    html = signed_in.get("/?category=nonsense&from=yesterday&cursor=garbage").text
+    assert "Unknown category" in html and "From date must look like" in html and "page link is broken" in html
+    assert "Has $20,000" in html
+
+
+def test_filters_stay_in_the_form_and_in_every_link(signed_in, store, monkeypatch):
+    monkeypatch.setattr("dashboard.pages.FEED_PAGE", 2)
+    for i in range(5):
+        add(store, f"credit fact {i}")
+    html = signed_in.get("/?q=credit&caller=5551234567").text
+    assert 'name="q" value="credit"' in html and 'name="caller" value="5551234567"' in html
+    older = re.search(r'href="(/\?[^"]*cursor=[^"]+)" rel="next"', html).group(1).replace("&amp;", "&")
+    assert "q=credit" in older and "caller=5551234567" in older
+    export = re.search(r'href="(/export\.csv\?[^"]+)"', html).group(1)
+    assert "q=credit" in export and "caller=5551234567" in export
+    live = re.search(r'data-query="([^"]+)"', html).group(1)
+    assert "q=credit" in live
+
+
+def test_pages_follow_each_other_without_gaps_or_repeats(signed_in, store, monkeypatch):
+    monkeypatch.setattr("dashboard.pages.FEED_PAGE", 3)
+    for i in range(8):
+        add(store, f"fact number {i:02d}")
+    seen, url = [], "/"
+    while url:
+        html = signed_in.get(url).text
+        seen += re.findall(r"fact number (\d\d)", html[html.index('id="feed"') : html.index('id="calls-title"')])
+        found = re.search(r'href="([^"]*[?&]cursor=[^"]+)" rel="next"', html)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    assert seen == [f"{i:02d}" for i in reversed(range(8))]
+
+
+# ---- live updates -----------------------------------------------------------------------------
+def test_live_returns_only_what_changed(signed_in, store):
+    seed_calls(store)
+    first = signed_in.get("/live?after_seq=0").json
+    last = first["last_seq"]
+    assert first["records"][0]["information"] == "Has $20,000 on credit cards"
+    assert first["active"]["count"] == 1
+    quiet = signed_in.get(f"/live?after_seq={last}").json
+    assert quiet["changed"] is False and "records" not in quiet
+    new = add(store, XSS, session="live1", caller="+15550001111")
+    fresh = signed_in.get(f"/live?after_seq={last}").json
+    assert [r["seq"] for r in fresh["records"]] == [new["seq"]]
+    assert fresh["records"][0]["information"] == XSS  # raw in JSON; the page sets it with textContent
+    assert fresh["records"][0]["caller_display"] == "+1 (555) 000-1111"
+    assert fresh["active"]["sessions"][0]["newest"]["seq"] == new["seq"]
+    assert fresh["calls"] == []
+
+
+def test_live_applies_the_views_filters(signed_in, store):
+    seed_calls(store)
+    last = store.last_seq()
+    add(store, "Another debt", session="live1", caller="+15550001111")
+    add(store, "Email given", category="contact_details", session="live1", caller="+15550001111")
+    store.end_session(reason="customer_not_qualified", caller_id="+15550001111", session_id="live1")
+    only = signed_in.get(f"/live?after_seq={last}&category=contact_details&outcome=qualified").json
+    assert [r["information"] for r in only["records"]] == ["Email given"]
+    assert only["calls"] == []
+    assert [c["outcome"] for c in signed_in.get(f"/live?after_seq={last}").json["calls"]] == ["not_qualified"]
+
+
+def test_live_rejects_a_bad_after_seq(signed_in):
+    assert signed_in.get("/live").status_code == 400
+    assert signed_in.get("/live?after_seq=-1").status_code == 400
+
+
+def test_live_for_one_call(signed_in, store):
+    add(store, "First")
+    last = store.last_seq()
+    add(store, "Owes $5,000", fields={"amount_usd": 5000, "creditor": "Citi"})
+    add(store, "Says hello", session="s9")
+    store.end_session(reason="customer_qualified_callback", caller_id=CALLER, session_id="s1")
+    data = signed_in.get(f"/live?after_seq={last}&session_id=s1").json
+    assert [r["information"] for r in data["records"]] == ["Owes $5,000"]
+    assert data["debt"]["total_display"] == "$5,000"
+    assert data["call"]["outcome_label"] == "Callback"
+    assert signed_in.get("/live?after_seq=0&session_id=nope").status_code == 404
+
+
+# ---- a call's page ----------------------------------------------------------------------------
+def test_session_page_shows_timeline_debt_disclosures_and_other_calls(signed_in, store):
+    add(
+        store, "Greeting done", category="conversation_flow", fields={"disclosures": ["business_name", "call_recorded"]}
+    )
+    add(store, "Credit cards", fields={"debt_type": "credit_card", "amount_usd": 12500.5, "creditor": "Chase"})
+    add(store, "Car loan", fields={"debt_type": "auto_loan", "amount_usd": 8000, "secured": True})
+    add(store, "Lives in Ohio", category="personal_info", fields={"state": "OH"})
+    store.end_session(reason="customer_qualified_transfer", caller_id=CALLER, session_id="s1", duration_seconds=421)
+    add(store, "Called back", session="s0")
+    html = signed_in.get("/sessions/s1").text
+    timeline = html[html.index('id="timeline"') : html.index('id="groups-title"')]
+    assert timeline.index("Greeting done") < timeline.index("Credit cards") < timeline.index("Lives in Ohio")
+    assert "$20,500.50" in html and "$12,500.50</span> unsecured" in html
+    assert "Auto loan (secured)" in html and "Chase" in html
+    assert re.search(r'data-key="business_name" class="given"', html)
+    assert re.search(r'data-key="ai_assistant" class="missing"', html)
+    assert "7m 01s" in html and "Qualified" in html and "customer_qualified_transfer" in html
+    assert "/sessions/s0" in html  # the caller's other call
+    assert "State" in html and "OH" in html  # fields as a table
+
+
+def test_unknown_session_is_a_404_page(signed_in):
+    response = signed_in.get("/sessions/nope")
+    assert response.status_code == 404
+    assert "No such call" in response.text
+
+
+# ---- CSV export -------------------------------------------------------------------------------
+def test_csv_export_is_the_whole_filtered_view_in_the_api_format(signed_in, store, monkeypatch):
+    monkeypatch.setattr(views, "EXPORT_PAGE", 2)
+    for i in range(5):
+        add(store, f"debt {i}")
+    add(store, "=HYPERLINK(evil)", category="contact_details")
+    add(store, "other caller", caller=OTHER, session="s2")
+    response = signed_in.get("/export.csv?caller=555-123-4567")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert len(rows) == 6
+    assert "'=HYPERLINK(evil)" in [r["information"] for r in rows]
+    assert "other caller" not in response.get_data(as_text=True)
+    only = signed_in.get("/export.csv?category=contact_details").get_data(as_text=True)
+    assert "HYPERLINK" in only and "debt 1" not in only
+
+
+# ---- formatting -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("+15551234567", "+1 (555) 123-4567"),
+        ("+442071838750", "+44 20 7183 8750"),
+        ("anonymous", "anonymous"),
+        ("", ""),
+    ],
+)
+def test_phone_numbers_are_formatted(raw, shown):
+    assert formatting.phone(raw) == shown
+
+
+@pytest.mark.parametrize(("typed", "stored"), [("(555) 123-4567", CALLER), ("+1 555 123 4567", CALLER), ("abc", "abc")])
+def test_typed_numbers_match_stored_ids(typed, stored):
+    assert formatting.normalize_phone(typed) == stored
+
+
+def test_times_are_sent_as_utc_for_the_browser_to_localise(signed_in, store):
+    record = add(store, "A fact")
+    html = signed_in.get("/").text
+    assert f'<time datetime="{record["timestamp"]}"' in html
+    assert iso(datetime.now(UTC))[:10] in html
