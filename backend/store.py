@@ -439,9 +439,9 @@ class JournalStore(Store):
         self._pending: list[tuple[int, int]] = []  # corrupt lines found by this reader, to quarantine
         self.index = Index(self._fetch)
         self._load_snapshot()
-        snapshot_off = self._read_off
+        self._snapshot_off = self._read_off
         self._catch_up()
-        if self._read_off - snapshot_off > SNAPSHOT_EVERY_BYTES:
+        if self._read_off - self._snapshot_off > SNAPSHOT_EVERY_BYTES:
             self.write_snapshot()
         if not read_only:
             with self._locked():
@@ -478,8 +478,11 @@ class JournalStore(Store):
         return self.index
 
     def close(self) -> None:
+        """Close the journal; save the index snapshot first when it is far behind."""
         with self._mutex:
             if self._fd >= 0:
+                if not self.read_only and self._read_off - self._snapshot_off > SNAPSHOT_EVERY_BYTES:
+                    self.write_snapshot()
                 os.close(self._fd)
                 self._fd = -1
 
@@ -688,6 +691,7 @@ class JournalStore(Store):
                     marshal.dump(snap, fh)
                 os.chmod(tmp, 0o600)
                 os.replace(tmp, self.data_dir / SNAPSHOT)
+                self._snapshot_off = snap["offset"]
             except OSError as exc:
                 log.warning("store: could not save the index snapshot (%s)", exc.strerror or exc)
                 tmp.unlink(missing_ok=True)

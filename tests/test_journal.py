@@ -234,3 +234,15 @@ def test_unopenable_folder_is_store_unavailable(tmp_path):
     with pytest.raises(StoreError) as err:
         JournalStore(blocker / "data")
     assert err.value.code == "store_unavailable"
+
+
+def test_close_saves_the_snapshot_when_far_behind(data_dir, monkeypatch):
+    import backend.store as store_module
+
+    monkeypatch.setattr(store_module, "SNAPSHOT_EVERY_BYTES", 500)
+    store = JournalStore(data_dir)
+    fill(store, 20)
+    assert not (data_dir / SNAPSHOT).exists()
+    store.close()
+    assert (data_dir / SNAPSHOT).exists()
+    assert JournalStore(data_dir).summary()["total_information"] == 20
