@@ -275,10 +275,9 @@ class Store(ABC):
         """Sessions newest first, and the seq to continue before (None at the end)."""
         index = self._read()
         states = index.sessions_by_caller.get(caller_id, []) if caller_id else index.session_order
+        end = len(states) if before_seq is None else bisect_left(states, before_seq, key=_seq_of)
         out: list[Entry] = []
-        for state in reversed(states):
-            if before_seq is not None and state.seq >= before_seq:
-                continue
+        for state in reversed(states[:end] if end < len(states) else states):
             if (status == "active" and state.call_pos >= 0) or (status == "completed" and state.call_pos < 0):
                 continue
             if outcome is not None and (state.call_pos < 0 or index.call_outcome[state.call_pos] != outcome):
@@ -303,10 +302,10 @@ class Store(ABC):
         """Call logs newest first; (calls, more). Continue with the last call's seq."""
         index = self._read()
         positions = index.calls_by_caller.get(caller_id, ()) if caller_id else range(len(index.call_off))
+        if before_seq is not None:
+            positions = positions[: bisect_left(positions, before_seq, key=index.call_seq.__getitem__)]
         out: list[Entry] = []
         for pos in reversed(positions):
-            if before_seq is not None and index.call_seq[pos] >= before_seq:
-                continue
             if outcome is not None and index.call_outcome[pos] != outcome:
                 continue
             ts = index.call_ts[pos]
@@ -376,6 +375,10 @@ class Store(ABC):
             s.pop(key)
         s["events"] = self._read().event_count
         return s
+
+
+def _seq_of(state) -> int:
+    return state.seq
 
 
 def _public(entry: Entry) -> Entry:

@@ -246,3 +246,17 @@ def test_query_text_with_quotes_and_non_ascii(store):
     ]
     assert [r["information"] for r in store.query_information(text="MONTRÉAL")[0]] == ["Vive à Montréal"]
     assert store.query_information(text="personal_info")[0] == []  # a key's value is not the text
+
+
+def test_calls_page_by_seq_exactly_once(store):
+    for i in range(9):
+        store.end_session(reason="completed", caller_id=CALLER, session_id=f"s{i}")
+    seen, before = [], None
+    while True:
+        page, more = store.query_calls(limit=4, before_seq=before)
+        seen.extend(c["session_id"] for c in page)
+        if not more:
+            break
+        before = page[-1]["seq"]
+    assert seen == [f"s{i}" for i in reversed(range(9))]
+    assert store.query_calls(caller_id=CALLER, limit=2, before_seq=before)[0] == []
