@@ -259,4 +259,4 @@ def test_calls_page_by_seq_exactly_once(store):
             break
         before = page[-1]["seq"]
     assert seen == [f"s{i}" for i in reversed(range(9))]
-    assert store.query_calls(caller_id=CALLER, limit=2, before_seq=before)[0] == []
+    assert store.query_calls(caller_id=CALLER, limit=2, before_seq=page[-1]["seq"])[0] == []
