@@ -29,21 +29,22 @@ from livekit.agents.llm import LLM, RealtimeModel
 
 from backend.backend_agent import BackendAgent
 from backend.settings import Settings, get_settings
-from backend.voice import call
-from backend.voice.caller import call_details, masked
+from backend.voice import call, dial
+from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number, masked
 from backend.voice.model import build_realtime_model
 from backend.voice.prompts import call_instructions, prompt, raw_prompt
 from backend.voice.tools import CallTools, Userdata
 
 log = logging.getLogger("telephony_agent")
-PROMPTS = ("call_script", "greeting", "returning_caller")
+PROMPTS = ("call_script", "greeting", "outbound_greeting", "returning_caller", "transfer_failed")
 
 
 class DebtReliefAgent(CallTools, Agent):
     """The qualifier. Its tools come from `CallTools`; its script from `prompts/`."""
 
     async def on_enter(self) -> None:
-        self.session.generate_reply(instructions=prompt("greeting"))
+        outbound = self.session.userdata.direction == "outbound"
+        self.session.generate_reply(instructions=prompt("outbound_greeting" if outbound else "greeting"))
 
 
 def build_agent_session(
@@ -56,12 +57,14 @@ def build_agent_session(
     direction: str = "inbound",
     room_name: str | None = None,
     settings: Settings | None = None,
+    participant_identity: str | None = None,
 ) -> tuple[AgentSession[Userdata], DebtReliefAgent]:
     """The session and agent of one call, exactly as the entrypoint runs them.
 
     Opens the session in the store and reads the caller's earlier records (once, at connect,
     before any audio flows). With `room_name` and LiveKit credentials in `settings`, `end_call`
-    hangs up by deleting that room.
+    hangs up by deleting that room; with a SIP `participant_identity` and TRANSFER_NUMBER too,
+    `customer_qualified_transfer` transfers the caller to a specialist.
     """
     settings = settings or get_settings()
     backend = backend or BackendAgent(settings=settings)
@@ -77,6 +80,8 @@ def build_agent_session(
         direction=direction,
         room_name=room_name,
         hangup=call.RoomHangup.for_room(room_name, settings),
+        participant_identity=participant_identity,
+        transfer_to=settings.transfer_number,
     )
     model = llm if llm is not None else build_realtime_model(settings)
     # Gemini detects turns server-side (tuned in backend/voice/model.py); no local VAD needed.
@@ -87,28 +92,35 @@ def build_agent_session(
     return session, agent
 
 
-async def connect_participant(ctx: JobContext) -> rtc.RemoteParticipant | None:
+async def connect_participant(
+    ctx: JobContext, backend: BackendAgent, settings: Settings, session_id: str
+) -> rtc.RemoteParticipant | None:
     """The caller's participant, once they are in the room; None in console mode.
 
-    The outbound helper will dial here (create_sip_participant) when the dispatch metadata
-    carries a phone number.
+    When the dispatch metadata carries a phone number (`POST /api/calls`), dial it first
+    (`backend/voice/dial.py`); an unanswered call ends its session and the job, and gives None.
     """
     if ctx.is_fake_job():
         return None
     await ctx.connect()
-    return await ctx.wait_for_participant()
+    number = dispatch_phone_number(ctx.job.metadata)
+    if number is None:
+        return await ctx.wait_for_participant()
+    return await dial.connect_outbound(ctx, backend, settings, session_id, number)
 
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = ctx.proc.userdata.get("settings") or get_settings()
     backend = ctx.proc.userdata.get("backend") or BackendAgent(settings=settings)
-    participant = await connect_participant(ctx)
+    session_id = str(uuid.uuid4())
+    participant = await connect_participant(ctx, backend, settings, session_id)
+    if participant is None and not ctx.is_fake_job():
+        return  # an outbound call nobody answered: already recorded and ended
     details = call_details(
         participant.identity if participant else None,
         dict(participant.attributes) if participant else None,
         ctx.job.metadata,
     )
-    session_id = str(uuid.uuid4())
     log.info("call %s from %s (%s)", session_id, masked(details.caller_id), details.direction)
     session, agent = build_agent_session(
         session_id=session_id,
@@ -118,16 +130,22 @@ async def entrypoint(ctx: JobContext) -> None:
         direction=details.direction,
         room_name=None if ctx.is_fake_job() else ctx.room.name,  # console: no room to delete
         settings=settings,
+        participant_identity=participant.identity if _is_sip(participant) else None,
     )
     ud = session.userdata
 
     async def write_final_call_log() -> None:
         await call.finish_call(ud)
+        await dial.record_completion(backend, dispatch_call_id(ctx.job.metadata), ud.call_log)
 
     ctx.add_shutdown_callback(write_final_call_log)
     session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason.value}"))
     room_options = room_io.RoomOptions(participant_identity=participant.identity if participant else NOT_GIVEN)
     await session.start(agent=agent, room=ctx.room, room_options=room_options)
+
+
+def _is_sip(participant: rtc.RemoteParticipant | None) -> bool:
+    return participant is not None and participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
 
 
 def prewarm(proc: JobProcess) -> None:

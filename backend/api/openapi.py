@@ -8,10 +8,16 @@ from typing import Any
 
 from backend.api.params import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, STATUSES
 from backend.api.test_function import FUNCTIONS
+from backend.outbound import STATES as OUTBOUND_STATES
 from backend.records import CATEGORIES, END_REASONS, OUTCOMES
 
 TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
 NULLABLE_TS = {"type": ["string", "null"], "pattern": TIMESTAMP["pattern"]}
+E164 = {
+    "type": "string",
+    "pattern": r"^\+[1-9][0-9]{6,14}$",
+    "description": "E.164, e.g. +12125551234; it must also be a valid number for its country.",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -131,6 +137,58 @@ SCHEMAS: dict[str, Any] = {
         recent_information={"type": "array", "items": _ref("Information"), "maxItems": 10},
         recent_calls={"type": "array", "items": _ref("Call"), "maxItems": 10},
         last_seq={"type": "integer", "minimum": 0},
+    ),
+    "CallRequest": _obj(
+        ["phone_number"],
+        phone_number=E164,
+    )
+    | {"additionalProperties": False},
+    "OutboundCall": _obj(
+        ["id", "state", "phone_number", "created_at", "updated_at", "sip_status_code", "history"],
+        id={"type": "string"},
+        state={"enum": list(OUTBOUND_STATES)},
+        phone_number={"type": ["string", "null"]},
+        room={"type": ["string", "null"]},
+        session_id={"type": ["string", "null"]},
+        dispatch_id={"type": ["string", "null"]},
+        created_at=TIMESTAMP,
+        updated_at=TIMESTAMP,
+        dial_outcome={"enum": ["answered", "busy", "no_answer", "rejected", "failed", None]},
+        sip_status_code={"type": ["integer", "null"], "description": "The SIP status of a call not answered."},
+        sip_status={"type": ["string", "null"]},
+        end_reason={"enum": [*END_REASONS, None]},
+        twilio_status={"type": ["string", "null"]},
+        error={"type": ["string", "null"]},
+        stale={"type": "boolean", "description": "Failed because the agent stopped reporting."},
+        history={
+            "type": "array",
+            "items": _obj(["state", "at"], state={"enum": list(OUTBOUND_STATES)}, at=TIMESTAMP),
+        },
+    ),
+    "DncEntry": _obj(
+        ["phone_number", "added_at", "source"],
+        phone_number={"type": "string"},
+        added_at=TIMESTAMP,
+        source={"type": ["string", "null"], "description": "opt_out (during a call) or api."},
+        session_id={"type": ["string", "null"]},
+        note={"type": ["string", "null"]},
+    ),
+    "DncList": _obj(
+        ["dnc", "count"], dnc={"type": "array", "items": _ref("DncEntry")}, count={"type": "integer", "minimum": 0}
+    ),
+    "DncAddRequest": _obj(
+        ["phone_number"],
+        phone_number=E164,
+        note={"type": ["string", "null"], "maxLength": 500},
+    )
+    | {"additionalProperties": False},
+    "DncAdded": _obj(["entry", "created"], entry=_ref("DncEntry"), created={"type": "boolean"}),
+    "DncRemoved": _obj(["removed"], removed=_ref("DncEntry")),
+    "TwilioStatusRecorded": _obj(
+        ["recorded", "session_id", "call_id"],
+        recorded={"type": "boolean", "description": "false for a repeat of the status already recorded."},
+        session_id={"type": ["string", "null"]},
+        call_id={"type": ["string", "null"]},
     ),
     "TestFunctionRequest": {"oneOf": [_ref(f"TestFunction_{name}") for name in FUNCTIONS]},
     "FunctionResult": _obj(["success"], success={"type": "boolean"})
@@ -312,12 +370,94 @@ def _paths() -> dict[str, Any]:
             [_param("session_id", {"type": "string", "minLength": 1}, "The session id.", "path", required=True)],
             extra=("404",),
         ),
-        "/api/calls": _get(
-            "Call logs, newest first",
-            _json("CallsPage", "A page of call logs."),
-            [CALLER, OUTCOME, SINCE, UNTIL, LIMIT, _cursor("calls")],
-        ),
         "/api/test_function": {"post": test_function},
+    } | _sip_paths()
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json("Error", description)
+
+
+def _sip_paths() -> dict[str, Any]:
+    """Outbound calls, the do-not-call list and Twilio's status callback."""
+    number = {"type": "string", "minLength": 1, "maxLength": 64}
+    place = {
+        "summary": "Place an outbound call (gates in this order: 400, 403, 409, 429, 503)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CallRequest")}}},
+        "responses": _responses(_json("OutboundCall", "")),
+    }
+    place["responses"].pop("200")
+    place["responses"] |= {
+        "202": _json("OutboundCall", "Accepted: the agent is dispatched and will dial (state queued)."),
+        "400": _error("Not a valid E.164 number, or a bad body."),
+        "403": _error("The number is on the do-not-call list."),
+        "409": _error("Outside calling hours at the called party."),
+        "429": _error("At the outbound concurrency limit (or too many wrong tokens)."),
+        "503": _error("Outbound calling is not configured, the dispatch failed, or the store is unavailable."),
+    }
+    dnc_add = {
+        "summary": "Put a number on the do-not-call list",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DncAddRequest")}}},
+        "responses": _responses(_json("DncAdded", "Already listed (its first entry).")),
+    }
+    dnc_add["responses"]["201"] = _json("DncAdded", "Added.")
+    dnc_remove = {
+        "summary": "Take a number off the do-not-call list (the removal is logged)",
+        "parameters": [
+            _param("phone_number", number, "The number (E.164).", required=True),
+            _param("reason", {"type": "string", "maxLength": 500}, "Why it is removed (logged)."),
+        ],
+        "responses": _responses(_json("DncRemoved", "Removed."), extra=("404",)),
+    }
+    webhook = {
+        "summary": "Twilio's call status callback (checked by X-Twilio-Signature, not a bearer token)",
+        "security": [],
+        "parameters": [
+            _param(
+                "X-Twilio-Signature", {"type": "string", "minLength": 1}, "Twilio's signature.", "header", required=True
+            ),
+            _param("call_id", {"type": "string", "maxLength": 128}, "The outbound call this callback is about."),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": _obj(
+                        ["CallSid", "CallStatus"],
+                        CallSid={"type": "string", "minLength": 1, "maxLength": 64},
+                        CallStatus={"type": "string", "minLength": 1, "maxLength": 32},
+                        Direction={"type": "string"},
+                        From={"type": "string"},
+                        To={"type": "string"},
+                        SipResponseCode={"type": "string"},
+                    )
+                }
+            },
+        },
+        "responses": {
+            "200": _json("TwilioStatusRecorded", "Checked and recorded."),
+            "400": _error("CallSid or CallStatus missing."),
+            "403": _error("The signature is missing or does not match (or TWILIO_AUTH_TOKEN is not set)."),
+            "503": _error("The store is unavailable."),
+            "default": _error("Any other error, in the same envelope."),
+        },
+    }
+    calls = _get(
+        "Call logs, newest first",
+        _json("CallsPage", "A page of call logs."),
+        [CALLER, OUTCOME, SINCE, UNTIL, LIMIT, _cursor("calls")],
+    )
+    return {
+        "/api/calls": calls | {"post": place},
+        "/api/calls/{call_id}": _get(
+            "An outbound call's state: queued, dialing, answered, completed or failed, with the SIP status",
+            _json("OutboundCall", "The call."),
+            [_param("call_id", {"type": "string", "minLength": 1}, "The call id.", "path", required=True)],
+            extra=("404",),
+        ),
+        "/api/dnc": _get("The do-not-call list, newest first", _json("DncList", "The list."))
+        | {"post": dnc_add, "delete": dnc_remove},
+        "/api/webhooks/twilio/status": {"post": webhook},
     }
 
 
@@ -328,8 +468,9 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Debt-relief voice agent API",
             "version": "1.0.0",
-            "description": "Records captured by the voice agent, its sessions and call logs. Every route except "
-            "/api/health and /api/openapi.json needs `Authorization: Bearer <token>`. Errors have the body "
+            "description": "Records captured by the voice agent, its sessions and call logs, outbound calls and the "
+            "do-not-call list. Every route except /api/health, /api/openapi.json and the Twilio status "
+            "callback (checked by its X-Twilio-Signature) needs `Authorization: Bearer <token>`. Errors have the body "
             '`{"error": {"code", "message"}}`.',
         },
         "paths": _paths(),

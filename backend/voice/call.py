@@ -7,6 +7,16 @@ Two ways a call ends:
 - anything else (the caller hangs up, the line drops, the model session fails): the job's
   shutdown callback calls `finish_call`, which writes the call log with `caller_hung_up` or
   `agent_error` and the real duration, unless `end_call` already wrote it.
+
+A qualified caller who wants a specialist now (`customer_qualified_transfer`, with
+TRANSFER_NUMBER set and a SIP caller) is the one case where the call log waits: the agent tells
+the caller it is connecting them, the hang-up task transfers the SIP participant (SIP REFER) once
+that has played, and only then writes the call log: `customer_qualified_transfer` when LiveKit
+reports the transfer successful, else `transfer_failed`, after which the agent says a specialist
+will call back. Exactly one call log either way, also when the caller hangs up mid-transfer.
+
+An opt-out (`do_not_call_request`, or a fact saved with `opt_out` = true) puts the caller's
+number on the do-not-call list (`backend.dnc`).
 """
 
 from __future__ import annotations
@@ -16,8 +26,13 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from livekit import api
 from livekit.agents import AgentSession, CloseEvent, CloseReason, ErrorEvent, llm
+
+from backend import dnc, sip
+from backend.records import StoreError
+from backend.voice.prompts import prompt
 
 if TYPE_CHECKING:
     from livekit.agents.voice.events import SpeechCreatedEvent
@@ -30,6 +45,9 @@ log = logging.getLogger(__name__)
 
 GOODBYE_TIMEOUT = 5.0  # seconds to wait for a realtime model's spoken reply to end_call
 DRAIN_TIMEOUT = 5.0  # seconds to wait for in-flight store writes before the final call log
+TRANSFER_TIMEOUT = 60.0  # seconds LiveKit may take to report a SIP REFER's result
+CALLBACK_SPEECH_TIMEOUT = 15.0  # seconds to wait for "a specialist will call you back" to play
+TRANSFER_REASON = "customer_qualified_transfer"
 
 
 @dataclass(frozen=True)
@@ -58,25 +76,78 @@ class RoomHangup:
         log.info("hung up: deleted the call's room")
         log.debug("deleted room %s", self.room_name)  # room names of SIP calls carry the number
 
+    async def transfer(self, participant_identity: str, transfer_to: str) -> sip.TransferResult:
+        """Transfer `participant_identity` in this room to `transfer_to` (SIP REFER); never raises."""
+        timeout = aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT)
+        async with api.LiveKitAPI(self.url, self.api_key, self.api_secret, timeout=timeout) as lkapi:
+            return await sip.transfer_to_specialist(
+                lkapi, room_name=self.room_name, participant_identity=participant_identity, transfer_to=transfer_to
+            )
 
-async def write_call_log(ud: Userdata, reason: str) -> dict[str, Any]:
+
+def wants_transfer(ud: Userdata, reason: str) -> bool:
+    """Whether ending with `reason` hands the caller to a specialist (see the module doc)."""
+    return reason == TRANSFER_REASON and bool(ud.transfer_to and ud.participant_identity and ud.hangup)
+
+
+async def write_call_log(ud: Userdata, reason: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write this call's log with `reason` and the real duration, once; a later call returns the
-    first log with `already_ended`."""
+    first log with `already_ended`. `details` (e.g. the transfer's SIP status) go into the log."""
     await drain_writes(ud)
     async with ud.end_lock:
         if ud.call_ended:
             return {"success": True, "call": ud.call_log, "already_ended": True}
-        result = await ud.backend_call(
-            "end_call",
-            reason=reason,
-            caller_id=ud.caller_id,
-            duration_seconds=ud.duration_seconds(),
-            session_id=ud.session_id,
-        )
+        if details is None:
+            result = await ud.backend_call(
+                "end_call",
+                reason=reason,
+                caller_id=ud.caller_id,
+                duration_seconds=ud.duration_seconds(),
+                session_id=ud.session_id,
+            )
+        else:
+            result = await _end_session_with_details(ud, reason, details)
         if result.get("success"):
             ud.call_ended = True
             ud.call_log = result["call"]
-        return result
+    if result.get("success") and reason == "do_not_call_request":
+        await record_opt_out(ud)
+    return result
+
+
+async def _end_session_with_details(ud: Userdata, reason: str, details: dict[str, Any]) -> dict[str, Any]:
+    """`BackendAgent.end_call` with `details` (which it does not take): the store directly."""
+    duration = ud.duration_seconds()
+    try:
+        call_log, already = await ud.in_store_thread(
+            ud.backend.store.end_session,
+            reason=reason,
+            caller_id=ud.caller_id,
+            session_id=ud.session_id,
+            duration_seconds=duration,
+            details=details,
+        )
+    except StoreError as exc:
+        return {"success": False, "error": exc.code, "message": exc.message}
+    return {"success": True, "call": call_log, **({"already_ended": True} if already else {})}
+
+
+async def record_opt_out(ud: Userdata) -> None:
+    """Put the caller's number on the do-not-call list (once per call)."""
+    if ud.opted_out:
+        return
+    try:
+        _entry, created = await ud.in_store_thread(
+            dnc.add, ud.backend.store, ud.caller_id, source="opt_out", session_id=ud.session_id
+        )
+    except sip.InvalidPhoneNumber:
+        log.info("opt-out in session %s: the caller has no phone number to list", ud.session_id)
+        return
+    except StoreError as exc:
+        log.error("could not put the caller of session %s on the do-not-call list: %s", ud.session_id, exc.message)
+        return
+    ud.opted_out = True
+    log.info("session %s: caller %s on the do-not-call list", ud.session_id, "added" if created else "already")
 
 
 async def drain_writes(ud: Userdata) -> None:
@@ -91,9 +162,13 @@ async def finish_call(ud: Userdata) -> dict[str, Any] | None:
     or None when the call had already ended."""
     await drain_writes(ud)
     try:
+        if ud.pending_reason and ud.ending is not None and not ud.ending.done():
+            await asyncio.wait({ud.ending}, timeout=TRANSFER_TIMEOUT + CALLBACK_SPEECH_TIMEOUT)
         if ud.call_ended:
             return None
         reason = "agent_error" if ud.agent_error else "caller_hung_up"
+        if ud.pending_reason == TRANSFER_REASON:  # qualified, never handed over: call them back
+            reason = "transfer_failed"
         result = await write_call_log(ud, reason)
         if not result.get("success"):
             log.error("could not write the call log of session %s: %s", ud.session_id, result.get("message"))
@@ -136,6 +211,7 @@ def schedule_hangup(session: AgentSession, speech: SpeechHandle, ud: Userdata, r
     session.on("speech_created", on_speech_created)  # before awaiting: the reply may come first
     task = asyncio.create_task(_hang_up(session, speech, replies, ud, reason), name="hang-up")
     task.add_done_callback(lambda _: session.off("speech_created", on_speech_created))
+    ud.ending = task
     ud.tasks.add(task)
     task.add_done_callback(ud.tasks.discard)
     return task
@@ -155,6 +231,8 @@ async def _hang_up(
             await goodbye.wait_for_playout()
         except TimeoutError:
             log.warning("no goodbye after end_call within %.0fs; hanging up", GOODBYE_TIMEOUT)
+    if ud.pending_reason == TRANSFER_REASON and not ud.call_ended:
+        reason = await transfer_or_call_back(session, ud)
     for hook in ud.before_hangup:
         await hook(ud, reason)
     if ud.hangup is not None:
@@ -163,3 +241,34 @@ async def _hang_up(
         except Exception:  # the session still closes; the job's shutdown ends the call
             log.exception("could not delete the call's room (session %s)", ud.session_id)
     session.shutdown()
+
+
+async def transfer_or_call_back(session: AgentSession, ud: Userdata) -> str:
+    """Transfer the caller; write the call log with the reason that came true and return it.
+
+    Success is LiveKit's successful status, nothing less (`sip.transfer_to_specialist`). On
+    failure the caller hears that a specialist will call back before the line closes."""
+    assert ud.hangup is not None and ud.participant_identity and ud.transfer_to
+    result = await ud.hangup.transfer(ud.participant_identity, ud.transfer_to)
+    reason = TRANSFER_REASON if result.ok else "transfer_failed"
+    details = {"transfer": {k: v for k, v in result.to_dict().items() if v is not None}}
+    logged = await write_call_log(ud, reason, details)
+    if not logged.get("success"):
+        log.error("could not write the call log of session %s: %s", ud.session_id, logged.get("message"))
+    log.info("session %s: transfer %s (%s)", ud.session_id, result.status, reason)
+    if not result.ok:
+        await say_and_wait(session, prompt("transfer_failed"))
+    return reason
+
+
+async def say_and_wait(session: AgentSession, instructions: str) -> None:
+    """Have the model say something now and wait (bounded) until it has played."""
+    try:
+        handle = session.generate_reply(instructions=instructions)
+    except RuntimeError as exc:  # the session is already closing: the caller has gone
+        log.info("not said, the session is closing: %s", exc)
+        return
+    try:
+        await asyncio.wait_for(handle.wait_for_playout(), CALLBACK_SPEECH_TIMEOUT)
+    except TimeoutError:
+        log.warning("the call-back sentence did not finish playing within %.0fs", CALLBACK_SPEECH_TIMEOUT)

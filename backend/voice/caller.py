@@ -17,14 +17,23 @@ class CallDetails:
     direction: Literal["inbound", "outbound"]
 
 
-def dispatch_phone_number(metadata: str | None) -> str | None:
-    """The number to dial when the dispatch metadata asks for an outbound call, else None."""
+def _metadata_text(metadata: str | None, key: str) -> str | None:
     try:
         data = json.loads(metadata or "{}")
     except ValueError:
         return None
-    number = data.get("phone_number") if isinstance(data, dict) else None
-    return number if isinstance(number, str) and number else None
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def dispatch_phone_number(metadata: str | None) -> str | None:
+    """The number to dial when the dispatch metadata asks for an outbound call, else None."""
+    return _metadata_text(metadata, "phone_number")
+
+
+def dispatch_call_id(metadata: str | None) -> str | None:
+    """The id of the outbound call record (`POST /api/calls`) the dispatch belongs to, if any."""
+    return _metadata_text(metadata, "call_id")
 
 
 def call_details(identity: str | None, attributes: dict[str, str] | None, metadata: str | None = None) -> CallDetails:
@@ -36,7 +45,9 @@ def call_details(identity: str | None, attributes: dict[str, str] | None, metada
     """
     attributes = attributes or {}
     outbound = dispatch_phone_number(metadata)
-    caller_id = attributes.get("sip.phoneNumber") or outbound or identity or CONSOLE_CALLER_ID
+    # On an outbound call the number we dialled is the customer's id, exactly as the outbound
+    # session was opened with it (`backend/voice/dial.py`), whatever form SIP reports it in.
+    caller_id = outbound or attributes.get("sip.phoneNumber") or identity or CONSOLE_CALLER_ID
     called = outbound if outbound else attributes.get("sip.trunkPhoneNumber")
     return CallDetails(caller_id=caller_id, called_number=called, direction="outbound" if outbound else "inbound")
 

@@ -62,9 +62,16 @@ class Userdata:
     call_log: dict[str, Any] | None = None
     agent_error: str | None = None
     hangup: call.RoomHangup | None = None
-    # Seam for the transfer helper: awaited with (userdata, reason) after the goodbye has
-    # played and before the room is deleted.
+    # The SIP participant (for a transfer) and where qualified callers go (TRANSFER_NUMBER).
+    participant_identity: str | None = None
+    transfer_to: str | None = None
+    # The reason end_call asked for while its call log waits on a transfer (call.py).
+    pending_reason: str | None = None
+    opted_out: bool = False
+    # Awaited with (userdata, final reason) after the goodbye (and any transfer) and before the
+    # room is deleted.
     before_hangup: list[Callable[[Userdata, str], Awaitable[None]]] = field(default_factory=list)
+    ending: asyncio.Task[Any] | None = field(default=None, repr=False)  # the hang-up task
     end_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     inflight: set[asyncio.Future[Any]] = field(default_factory=set, repr=False)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
@@ -80,8 +87,12 @@ class Userdata:
 
     async def backend_call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         """Run `BackendAgent.<method>(**kwargs)` in a worker thread; the result dict is returned."""
+        return await self.in_store_thread(getattr(self.backend, method), **kwargs)
+
+    async def in_store_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(*args, **kwargs)` in the call's store thread, in order with the other writes."""
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.executor, lambda: getattr(self.backend, method)(**kwargs))
+        fut = loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
         self.inflight.add(fut)
         fut.add_done_callback(self.inflight.discard)
         return await fut
@@ -212,6 +223,8 @@ class CallTools:
         )
         if not result.get("success"):
             raise _tool_error(result, "Saving this fact")
+        if structured and structured.get("opt_out") is True:
+            await call.record_opt_out(ud)
         if result.get("duplicate"):
             return "Already saved a moment ago; nothing new was written. Carry on."
         return f"Saved under {category}."
@@ -252,6 +265,15 @@ class CallTools:
                 wrong_number; voicemail; completed for anything else.
         """
         ud = context.userdata
+        if ud.pending_reason is not None:
+            return "The call is already ending. Do not call end_call again; finish what you are saying."
+        if call.wants_transfer(ud, reason):  # the call log waits for the transfer's result
+            ud.pending_reason = reason
+            call.schedule_hangup(context.session, context.speech_handle, ud, reason)
+            return (
+                "Tell the caller in one short sentence that you are connecting them to a licensed "
+                "specialist now and to please hold. The transfer starts when you finish speaking."
+            )
         result = await call.write_call_log(ud, reason)
         if not result.get("success"):
             raise _tool_error(result, "Ending the call")
