@@ -125,6 +125,59 @@ def measure(data_dir: str, calls: int, fsync: bool, gap: float = 0.0, per_call: 
     return latencies
 
 
+def serve_sdk_floor(calls: int, conn: Connection) -> None:
+    """Child process: the same fake server, answering a bare google-genai client (baseline)."""
+
+    async def run() -> None:
+        async with FakeGeminiLive() as server:
+            for i in range(calls):
+                server.reply(tool_call(f"f{i}", "share_information", information=f"fact {i}", category="debt_info"))
+            conn.send((server.port, server.ca.cert_pem.bytes()))
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+            conn.send([t[1] - t[0] for t in server.tool_timings.values() if len(t) == 2])
+
+    asyncio.run(run())
+
+
+async def bare_sdk_client(calls: int, port: int, ca_pem: bytes) -> None:
+    """The floor: google-genai over TLS answering each toolCall at once, with no LiveKit and no store."""
+    from google import genai
+
+    options = types.HttpOptions(
+        base_url=f"https://127.0.0.1:{port}",
+        async_client_args={"ssl": ssl.create_default_context(cadata=ca_pem.decode()), "proxy": None},
+    )
+    client = genai.Client(api_key="bench-key", http_options=options)
+    config = types.LiveConnectConfig(response_modalities=[types.Modality.AUDIO])
+    async with client.aio.live.connect(model="bench", config=config) as live:
+        await live.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="hi")]))
+        answered = 0
+        while answered < calls:
+            async for msg in live.receive():
+                for fc in msg.tool_call.function_calls if msg.tool_call else []:
+                    response = types.FunctionResponse(id=fc.id, name=fc.name, response={"output": "Saved."})
+                    await live.send_tool_response(function_responses=[response])
+                    answered += 1
+                if answered >= calls:
+                    break
+
+
+def measure_floor(calls: int) -> list[float]:
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.get_context("spawn").Process(target=serve_sdk_floor, args=(calls, child))
+    server.start()
+    try:
+        port, ca_pem = parent.recv()
+        asyncio.run(bare_sdk_client(calls, port, ca_pem))
+        time.sleep(0.2)
+        parent.send("done")
+        return parent.recv()
+    finally:
+        server.join(timeout=30)
+        if server.is_alive():
+            server.terminate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000)
@@ -149,6 +202,12 @@ def main() -> None:
         f"mean {statistics.mean(ms):.2f} ms"
     )
     print(f"  target p99 <= 10 ms: {'met' if pct(ms, 0.99) <= 10 else 'NOT met'}")
+    floor = [x * 1000 for x in measure_floor(min(opts.calls, 500))]
+    print(
+        f"baseline, google-genai alone over TLS answering at once (no LiveKit, no store), {len(floor)} calls:\n"
+        f"  p50 {pct(floor, 0.50):.2f} ms   p99 {pct(floor, 0.99):.2f} ms   "
+        f"(the agent's p50 is {pct(ms, 0.50) / pct(floor, 0.50):.1f}x this floor)"
+    )
 
 
 if __name__ == "__main__":
