@@ -21,3 +21,13 @@ schemathesis.openapi.format(
 )
 schemathesis.openapi.format("sessions-cursor", _seq.map(lambda n: encode_cursor("sessions", before=n)))
 schemathesis.openapi.format("calls-cursor", _seq.map(lambda n: encode_cursor("calls", before=n)))
+
+
+@schemathesis.check
+def calls_503_only_when_unconfigured(ctx, response, case):
+    """The test server has no outbound trunk, so by the contract a well-formed, allowed call to
+    POST /api/calls ends in 503 `outbound_not_configured`. The per-operation config accepts 503
+    there; this check makes sure no other 5xx (a store failure, a crash) hides behind it."""
+    if case.operation.label == "POST /api/calls" and response.status_code >= 500:
+        code = (response.json() or {}).get("error", {}).get("code")
+        assert response.status_code == 503 and code == "outbound_not_configured", (response.status_code, code)
