@@ -41,3 +41,14 @@ access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"
 # Behind one reverse proxy (TRUST_PROXY=1) the app's ProxyFix reads X-Forwarded-*; otherwise
 # gunicorn itself must not honour them either.
 forwarded_allow_ips = "127.0.0.1,::1" if _settings.trust_proxy else ""
+
+
+def post_worker_init(worker):
+    """After the worker has loaded the app and opened its store: move the store's index (the
+    bulk of the heap, long-lived) out of the cyclic garbage collector's sight, so a full
+    collection does not stall requests while it walks every record (telephony_agent.py's
+    `load_backend` does the same for the agent; bench/agent_bench.py measures the pause)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import logging
 import multiprocessing
 import ssl
@@ -73,7 +75,7 @@ async def drive_agent(data_dir: str, calls: int, per_call: int, fsync: bool, por
     talking to the fake server until its tool calls are answered. Returns the records stored."""
     env = {"DATA_DIR": data_dir, "STORE_FSYNC": "1" if fsync else "0", "GOOGLE_API_KEY": "bench-key"}
     settings = Settings.from_env(env, dotenv=False)
-    backend = BackendAgent(settings=settings)
+    backend = telephony_agent.load_backend(settings)  # as the worker's prewarm loads it
     http_options = types.HttpOptions(
         base_url=f"https://127.0.0.1:{port}",
         async_client_args={"ssl": ssl.create_default_context(cadata=ca_pem.decode()), "proxy": None},
@@ -82,11 +84,19 @@ async def drive_agent(data_dir: str, calls: int, per_call: int, fsync: bool, por
     for n, first in enumerate(range(0, calls, per_call)):
         expected = min(per_call, calls - first)
         stored += await one_call(backend, settings, http_options, f"bench-call-{n}", caller_for(n), expected)
+        # a LiveKit worker runs each call in a process that exits when the call ends, taking the
+        # call's garbage with it; here the calls share one process, so collect between calls
+        # (else one collection of many calls' cycles lands, ~100 ms, inside a later call)
+        gc.collect()
     backend.close()
     return stored
 
 
 async def one_call(backend, settings, http_options, session_id: str, caller_id: str, expected: int) -> int:
+    """One phone call until its `expected` tool calls are answered; returns the records it stored.
+
+    Waits on LiveKit's `function_tools_executed` event rather than polling the store: a poll on
+    the agent's event loop would itself delay the tool calls being measured."""
     session, agent = telephony_agent.build_agent_session(
         session_id=session_id,
         caller_id=caller_id,
@@ -94,15 +104,21 @@ async def one_call(backend, settings, http_options, session_id: str, caller_id: 
         llm=build_realtime_model(settings, http_options=http_options),
         settings=settings,
     )
+    answered, all_answered = 0, asyncio.Event()
+
+    def on_executed(ev) -> None:
+        nonlocal answered
+        answered += len(ev.function_call_outputs)
+        if answered >= expected:
+            all_answered.set()
+
+    session.on("function_tools_executed", on_executed)
     await session.start(agent)
-    deadline = time.monotonic() + 300
-    stored = 0
-    while stored < expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-        stored = backend.get_shared_information(session_id=session_id, limit=1000)["count"]
+    with contextlib.suppress(TimeoutError):  # reported by the caller as missing records
+        await asyncio.wait_for(all_answered.wait(), timeout=300)
     await asyncio.sleep(0.3)  # let the last toolResponse leave and the closing speech play
     await session.aclose()
-    return stored
+    return backend.get_shared_information(session_id=session_id, limit=1000)["count"]
 
 
 def measure(data_dir: str, calls: int, fsync: bool, gap: float = 0.0, per_call: int = 50) -> list[float]:
@@ -178,6 +194,35 @@ def measure_floor(calls: int) -> list[float]:
             server.terminate()
 
 
+def gc_pauses(data_dir: str, conn: Connection) -> None:
+    """Child process: how long a full garbage collection stalls a process holding the store,
+    without and with `telephony_agent.load_backend`'s gc.freeze(); best of 3 each, in ms."""
+
+    def full_collection_ms() -> float:
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            gc.collect()
+            runs.append((time.perf_counter() - t0) * 1000)
+        return min(runs)
+
+    backend = BackendAgent(settings=Settings.from_env({"DATA_DIR": data_dir}, dotenv=False))
+    before = full_collection_ms()
+    gc.freeze()
+    conn.send((before, full_collection_ms()))
+    backend.close()
+
+
+def measure_gc_pauses(data_dir: str) -> tuple[float, float]:
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.get_context("spawn").Process(target=gc_pauses, args=(data_dir, child))
+    proc.start()
+    try:
+        return parent.recv()
+    finally:
+        proc.join(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000)
@@ -191,6 +236,11 @@ def main() -> None:
         t0 = time.perf_counter()
         fill(data_dir, opts.records)
         print(f"store filled with {opts.records:,} records in {time.perf_counter() - t0:.1f} s")
+        unfrozen, frozen = measure_gc_pauses(data_dir)
+        print(
+            f"a full garbage collection with the store open stalls the event loop {unfrozen:.1f} ms; "
+            f"{frozen:.2f} ms after the worker's gc.freeze()"
+        )
         latencies = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
     ms = [x * 1000 for x in latencies]
     print(

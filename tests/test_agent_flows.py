@@ -313,3 +313,44 @@ def test_importing_the_agent_has_no_side_effects(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert list(tmp_path.iterdir()) == [], "import created files"
+
+
+PREWARM = """
+import gc, sys
+import telephony_agent
+from backend.backend_agent import BackendAgent
+from backend.settings import get_settings
+
+writer = BackendAgent(settings=get_settings())
+for i in range(200):
+    writer.start_session(f"s{i}", f"+1555000{i:04d}")
+    writer.share_information(f"fact {i}", "debt_info", f"+1555000{i:04d}", session_id=f"s{i}")
+writer.close()
+
+class Proc:  # the part of livekit's JobProcess that prewarm uses
+    userdata = {}
+
+proc = Proc()
+telephony_agent.prewarm(proc)
+backend = proc.userdata["backend"]
+sessions = backend.store.index.session_order
+assert len(sessions) == 200, len(sessions)
+tracked = {id(o) for o in gc.get_objects()}
+print(sum(id(s) in tracked for s in sessions), gc.get_freeze_count() > 0)
+backend.share_information("after prewarm", "debt_info", "+15550000001", session_id="s1")
+print(backend.get_shared_information(session_id="s1")["count"])
+"""
+
+
+@pytest.mark.slow
+def test_prewarm_opens_the_store_once_and_hides_its_index_from_the_garbage_collector(tmp_path):
+    """A full collection walking the index would stall the call's event loop (bench/agent_bench.py
+    measures it); after prewarm none of the index's session objects is left for it to walk,
+    and the store still reads and writes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GOOGLE_"))}
+    env.update(DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), STORE_FSYNC="0")
+    out = subprocess.run(
+        [sys.executable, "-c", PREWARM], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "True", "2"]

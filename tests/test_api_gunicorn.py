@@ -240,3 +240,32 @@ def test_schemathesis_finds_no_failure(server, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "No issues found" in result.stdout and "Tested: 13" in result.stdout  # every operation ran
+
+
+WORKER_INIT = """
+import gc, runpy
+from backend.api_server import create_app
+from backend.backend_agent import BackendAgent
+
+writer = BackendAgent()
+for i in range(200):
+    writer.start_session(f"s{i}", f"+1555000{i:04d}")
+writer.close()
+conf = runpy.run_path("gunicorn.conf.py")
+app = create_app()  # what the worker loads before gunicorn calls post_worker_init
+conf["post_worker_init"](None)
+sessions = app.extensions["store"].index.session_order
+tracked = {id(o) for o in gc.get_objects()}
+print(len(sessions), sum(id(s) in tracked for s in sessions))
+"""
+
+
+def test_worker_init_hides_the_store_index_from_the_garbage_collector(tmp_path):
+    """gunicorn.conf.py's post_worker_init freezes what the worker loaded, so a full collection
+    does not walk the store's index in the middle of requests."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "API_TOKENS": TOKEN, "STORE_FSYNC": "0", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER_INIT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["200", "0"]

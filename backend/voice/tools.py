@@ -128,6 +128,9 @@ def typed_tool(fn: Callable[..., Awaitable[str]]):
         return await fn(self, context, **{name: getattr(args, name) for name in args_model.model_fields})
 
     tool.__name__ = tool.__qualname__ = fn.__name__
+    # real types, not this module's postponed strings: LiveKit calls get_type_hints on the tool
+    # for every call, and evaluating the strings each time was measurable on the hot path
+    tool.__annotations__ = {"raw_arguments": dict[str, object], "context": RunContext[Userdata], "return": str}
     tool.typed = fn  # the typed signature, for tests and readers
     return function_tool(tool, raw_schema=schema)
 
