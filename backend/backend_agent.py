@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from backend.hours import in_window, parse_calling_hours
 from backend.records import CATEGORIES, END_REASONS, StoreError, iso, utc_now
 from backend.settings import Settings, get_settings
 from backend.store import JournalStore, Store
@@ -36,15 +37,6 @@ def _text(value: Any, name: str, *, required: bool = True, max_len: int = 128) -
     if not isinstance(value, str) or not value.strip() or len(value) > max_len:
         raise StoreError(f"{name} must be a non-empty string of at most {max_len} characters.", f"invalid_{name}")
     return value.strip()
-
-
-def parse_calling_hours(text: str) -> tuple[time, time]:
-    """`"08:00-21:00"` -> (08:00, 21:00). Raises ValueError."""
-    start, _, end = text.partition("-")
-    first, last = time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
-    if first >= last:
-        raise ValueError(f"calling hours {text!r} end before they start")
-    return first, last
 
 
 def spoken_time(now: datetime) -> str:
@@ -163,7 +155,7 @@ class BackendAgent:
             "utc": iso(now),
             "timezone": name,
             "spoken": spoken_time(now),
-            "within_calling_hours": first <= now.time() < last,
+            "within_calling_hours": in_window(now.time(), first, last),
             "calling_hours": self.settings.calling_hours,
         }
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from datetime import time as dtime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -20,6 +19,8 @@ import phonenumbers
 from livekit.api.twirp_client import ServerError
 from livekit.protocol import sip as sip_proto
 from phonenumbers import timezone as pn_timezone
+
+from backend.hours import in_window, parse_calling_hours
 
 logger = logging.getLogger(__name__)
 
@@ -95,25 +96,6 @@ def timezones_for_number(number: str) -> list[str]:
     return sorted(z for z in zones if z != pn_timezone.UNKNOWN_TIMEZONE)
 
 
-def parse_calling_hours(calling_hours: str) -> tuple[dtime, dtime]:
-    """Parse `"HH:MM-HH:MM"` into (start, end); the window is [start, end), and may cross midnight."""
-    try:
-        start_text, end_text = (part.strip() for part in calling_hours.split("-"))
-        start = datetime.strptime(start_text, "%H:%M").time()
-        end = datetime.strptime(end_text, "%H:%M").time()
-    except (AttributeError, ValueError):
-        raise ValueError(f"CALLING_HOURS must look like 08:00-21:00, not {calling_hours!r}.") from None
-    if start == end:
-        raise ValueError(f"CALLING_HOURS must be a window of some length, not {calling_hours!r}.")
-    return start, end
-
-
-def _in_window(local: dtime, start: dtime, end: dtime) -> bool:
-    if start < end:
-        return start <= local < end
-    return local >= start or local < end  # a window across midnight, e.g. 22:00-06:00
-
-
 def within_calling_hours(
     number: str, calling_hours: str = DEFAULT_CALLING_HOURS, now: datetime | None = None
 ) -> tuple[bool, dict[str, Any]]:
@@ -135,7 +117,7 @@ def within_calling_hours(
     if current.tzinfo is None:
         current = current.replace(tzinfo=UTC)
     local_times = {zone: current.astimezone(ZoneInfo(zone)) for zone in zones}
-    outside = [zone for zone, local in local_times.items() if not _in_window(local.time(), start, end)]
+    outside = [zone for zone, local in local_times.items() if not in_window(local.time(), start, end)]
     allowed = bool(zones) and not outside
     reason = "unknown_timezone" if not zones else ("within_hours" if allowed else "outside_hours")
     details = {

@@ -3,12 +3,13 @@ guard against repeated calls, and write exactly one call log per session."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from backend.backend_agent import BackendAgent, parse_calling_hours, spoken_time
+from backend.backend_agent import BackendAgent, spoken_time
+from backend.hours import parse_calling_hours
 from backend.settings import Settings
 
 CALLER = "+15551234567"
@@ -126,8 +127,9 @@ def test_calling_hours_setting_is_honoured(data_dir):
 
 def test_helpers():
     assert parse_calling_hours("08:00-21:00")[1].hour == 21
-    with pytest.raises(ValueError):
-        parse_calling_hours("21:00-08:00")
+    for bad in ("9-5", "08:00-08:00", "8am-9pm", "", "08:00"):
+        with pytest.raises(ValueError, match="CALLING_HOURS"):
+            parse_calling_hours(bad)
     assert spoken_time(datetime(2026, 11, 22, 15, 4)) == "Sunday, November 22 at 3:04 PM"
     assert spoken_time(datetime(2026, 11, 22, 0, 30)) == "Sunday, November 22 at 12:30 AM"
 
@@ -144,3 +146,19 @@ def test_arguments_of_the_wrong_type_are_errors_not_crashes(backend):
     assert backend.get_shared_information(category=["debt_info"])["error"] == "invalid_category"
     assert backend.share_information("fact", {"x": 1}, CALLER)["error"] == "invalid_category"
     assert backend.share_information(["fact"], "debt_info", CALLER)["error"] == "empty_information"
+
+
+@pytest.mark.parametrize("hours", ["08:00-21:00", "21:00-08:00", "00:00-23:59", "12:30-12:31"])
+def test_get_current_time_and_the_outbound_gate_agree_on_calling_hours(data_dir, monkeypatch, hours):
+    """One rule for both: a window may cross midnight (21:00-08:00 is the night)."""
+    from backend import backend_agent, sip
+
+    agent = BackendAgent(settings=Settings.from_env({"DATA_DIR": str(data_dir), "CALLING_HOURS": hours}, dotenv=False))
+    for hour, minute in [(0, 0), (7, 59), (8, 0), (12, 30), (20, 59), (21, 0), (23, 59)]:
+        moment = datetime(2026, 11, 23, hour, minute, tzinfo=ZoneInfo("America/New_York"))
+        monkeypatch.setattr(backend_agent, "utc_now", lambda moment=moment: moment.astimezone(UTC))
+        told = agent.get_current_time("America/New_York")["within_calling_hours"]
+        gate, _ = sip.within_calling_hours("+12125551234", hours, now=moment)  # a New York number
+        assert told == gate, (hours, hour, minute)
+        if hours == "21:00-08:00":  # the night window: late evening and early morning only
+            assert told == (hour >= 21 or hour < 8), (hour, minute)
