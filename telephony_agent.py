@@ -32,7 +32,7 @@ from backend.backend_agent import BackendAgent
 from backend.settings import Settings, get_settings
 from backend.voice import call, dial
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number, masked
-from backend.voice.model import build_realtime_model
+from backend.voice.model import build_realtime_model, warm_up_gemini_types
 from backend.voice.prompts import call_instructions, prompt, raw_prompt
 from backend.voice.tools import CallTools, Userdata
 
@@ -165,15 +165,25 @@ def load_backend(settings: Settings) -> BackendAgent:
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Once per worker process: settings, the store handle and the call script."""
+    """Once per worker process, before it takes a call: settings, the call script, the Gemini
+    types' schemas and the store handle."""
     settings = get_settings()
     proc.userdata["settings"] = settings
     for name in PROMPTS:
         raw_prompt(name)
+    warm_up_gemini_types()
     proc.userdata["backend"] = load_backend(settings)
     if not (settings.business_name and settings.callback_number):
         log.warning("BUSINESS_NAME or CALLBACK_NUMBER is not set; the opening disclosure will be generic")
 
 
 if __name__ == "__main__":
-    cli.run_app(WorkerOptions(entrypoint_fnc=entrypoint, prewarm_fnc=prewarm, agent_name=get_settings().agent_name))
+    cli.run_app(
+        WorkerOptions(
+            entrypoint_fnc=entrypoint,
+            prewarm_fnc=prewarm,
+            agent_name=get_settings().agent_name,
+            # prewarm opens the store: seconds at a million records, more without its snapshot
+            initialize_process_timeout=120,
+        )
+    )

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import telephony_agent  # noqa: E402
 from backend.backend_agent import BackendAgent  # noqa: E402
 from backend.settings import Settings  # noqa: E402
-from backend.voice.model import build_realtime_model  # noqa: E402
+from backend.voice.model import build_realtime_model, warm_up_gemini_types  # noqa: E402
 from bench.fill import caller_for, fill  # noqa: E402
 from tests.fakes.gemini_live import FakeGeminiLive, pause, speech, tool_call  # noqa: E402
 
@@ -75,7 +75,8 @@ async def drive_agent(data_dir: str, calls: int, per_call: int, fsync: bool, por
     talking to the fake server until its tool calls are answered. Returns the records stored."""
     env = {"DATA_DIR": data_dir, "STORE_FSYNC": "1" if fsync else "0", "GOOGLE_API_KEY": "bench-key"}
     settings = Settings.from_env(env, dotenv=False)
-    backend = telephony_agent.load_backend(settings)  # as the worker's prewarm loads it
+    warm_up_gemini_types()  # as the worker's prewarm does
+    backend = telephony_agent.load_backend(settings)
     http_options = types.HttpOptions(
         base_url=f"https://127.0.0.1:{port}",
         async_client_args={"ssl": ssl.create_default_context(cadata=ca_pem.decode()), "proxy": None},
@@ -194,9 +195,10 @@ def measure_floor(calls: int) -> list[float]:
             server.terminate()
 
 
-def gc_pauses(data_dir: str, conn: Connection) -> None:
-    """Child process: how long a full garbage collection stalls a process holding the store,
-    without and with `telephony_agent.load_backend`'s gc.freeze(); best of 3 each, in ms."""
+def cold_process_costs(data_dir: str, conn: Connection) -> None:
+    """Child process, fresh as a LiveKit job process: what `prewarm` takes off the first call.
+    Sends (full garbage collection with the store open, the same after gc.freeze(), building
+    google-genai's type schemas), in ms; collections are best of 3."""
 
     def full_collection_ms() -> float:
         runs = []
@@ -206,16 +208,19 @@ def gc_pauses(data_dir: str, conn: Connection) -> None:
             runs.append((time.perf_counter() - t0) * 1000)
         return min(runs)
 
+    t0 = time.perf_counter()
+    warm_up_gemini_types()
+    schemas = (time.perf_counter() - t0) * 1000
     backend = BackendAgent(settings=Settings.from_env({"DATA_DIR": data_dir}, dotenv=False))
     before = full_collection_ms()
     gc.freeze()
-    conn.send((before, full_collection_ms()))
+    conn.send((before, full_collection_ms(), schemas))
     backend.close()
 
 
-def measure_gc_pauses(data_dir: str) -> tuple[float, float]:
+def measure_cold_process_costs(data_dir: str) -> tuple[float, float, float]:
     parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=gc_pauses, args=(data_dir, child))
+    proc = multiprocessing.get_context("spawn").Process(target=cold_process_costs, args=(data_dir, child))
     proc.start()
     try:
         return parent.recv()
@@ -236,11 +241,12 @@ def main() -> None:
         t0 = time.perf_counter()
         fill(data_dir, opts.records)
         print(f"store filled with {opts.records:,} records in {time.perf_counter() - t0:.1f} s")
-        unfrozen, frozen = measure_gc_pauses(data_dir)
+        unfrozen, frozen, schemas = measure_cold_process_costs(data_dir)
         print(
             f"a full garbage collection with the store open stalls the event loop {unfrozen:.1f} ms; "
             f"{frozen:.2f} ms after the worker's gc.freeze()"
         )
+        print(f"first use of google-genai's types (schema builds): {schemas:.0f} ms; prewarm does it before a call")
         latencies = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
     ms = [x * 1000 for x in latencies]
     print(
