@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import telephony_agent
 from backend.backend_agent import BackendAgent
 from backend.store import JOURNAL
 from backend.voice.caller import CONSOLE_CALLER_ID, CallDetails, call_details
-from tests.fakes.scripted_llm import CALLER, ScriptedLLM, tool, turn
+from tests.fakes.scripted_llm import CALLER, ScriptedLLM, opt_out_turns, start_call, tool, turn
 
 pytest_plugins = ["tests.conftest_agent"]
 
@@ -36,12 +35,6 @@ OPENING = turn(
         fields={"stage": "opening", "disclosures": DISCLOSURES},
     ),
 )
-
-
-def start_call(backend, settings, model, session_id="sess-1", caller_id=CALLER):
-    return telephony_agent.build_agent_session(
-        session_id=session_id, caller_id=caller_id, backend=backend, llm=model, settings=settings
-    )
 
 
 def records_of(backend: BackendAgent, session_id: str) -> list[dict]:
@@ -168,19 +161,7 @@ async def test_opt_out_ends_the_call_at_once_as_do_not_call(agent_backend, agent
     model = ScriptedLLM(OPENING, turn(""))
     session, agent = start_call(agent_backend, agent_settings, model)
     await session.start(agent, capture_run=True)
-    model.add(
-        turn(
-            "",
-            tool(
-                "share_information",
-                information="Caller asked not to be called again",
-                category="conversation_flow",
-                fields={"opt_out": True},
-            ),
-            tool("end_call", reason="do_not_call_request"),
-        ),
-        turn("Understood, you won't be called again. Goodbye."),
-    )
+    model.add(*opt_out_turns("Understood, you won't be called again. Goodbye."))
     closed = []
     session.on("close", closed.append)
     result = await session.run(user_input="Stop calling me and take me off your list.")

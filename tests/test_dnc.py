@@ -9,12 +9,11 @@ import logging
 
 import pytest
 
-import telephony_agent
 from backend import dnc
 from backend.api_server import create_app
 from backend.settings import Settings
 from backend.sip import InvalidPhoneNumber
-from tests.fakes.scripted_llm import ScriptedLLM, tool, turn
+from tests.fakes.scripted_llm import ScriptedLLM, opt_out_turns, start_call, tool, turn
 
 pytest_plugins = ["tests.conftest_agent"]
 
@@ -145,30 +144,12 @@ def test_an_outbound_call_to_a_listed_number_is_refused_with_403(client, app):
 OPENING = turn("Hi, this is Acme Debt Help, an AI assistant; this call is recorded. How can I help?")
 
 
-def start_call(agent_backend, agent_settings, model, caller=NUMBER, session_id="sess-1"):
-    return telephony_agent.build_agent_session(
-        session_id=session_id, caller_id=caller, backend=agent_backend, llm=model, settings=agent_settings
-    )
-
-
 async def test_opt_out_during_a_call_puts_the_number_on_the_list(agent_backend, agent_settings):
     model = ScriptedLLM(OPENING)
-    session, agent = start_call(agent_backend, agent_settings, model)
+    session, agent = start_call(agent_backend, agent_settings, model, caller_id=NUMBER)
     await session.start(agent)
     assert not dnc.contains(agent_backend.store, NUMBER)
-    model.add(
-        turn(
-            "",
-            tool(
-                "share_information",
-                information="Caller asked not to be called again",
-                category="conversation_flow",
-                fields={"opt_out": True},
-            ),
-            tool("end_call", reason="do_not_call_request"),
-        ),
-        turn("You won't be called again. Goodbye."),
-    )
+    model.add(*opt_out_turns("You won't be called again. Goodbye."))
     await session.run(user_input="Take me off your list.")
     await session.aclose()
 
@@ -181,7 +162,7 @@ async def test_opt_out_during_a_call_puts_the_number_on_the_list(agent_backend, 
 
 async def test_the_end_reason_alone_is_an_opt_out(agent_backend, agent_settings):
     model = ScriptedLLM(OPENING)
-    session, agent = start_call(agent_backend, agent_settings, model)
+    session, agent = start_call(agent_backend, agent_settings, model, caller_id=NUMBER)
     await session.start(agent)
     model.add(turn("", tool("end_call", reason="do_not_call_request")), turn("Goodbye."))
     await session.run(user_input="Never call me again.")
@@ -191,7 +172,7 @@ async def test_the_end_reason_alone_is_an_opt_out(agent_backend, agent_settings)
 
 async def test_other_end_reasons_list_nobody(agent_backend, agent_settings):
     model = ScriptedLLM(OPENING)
-    session, agent = start_call(agent_backend, agent_settings, model)
+    session, agent = start_call(agent_backend, agent_settings, model, caller_id=NUMBER)
     await session.start(agent)
     model.add(turn("", tool("end_call", reason="customer_not_interested")), turn("Goodbye."))
     await session.run(user_input="Not interested.")
@@ -201,7 +182,7 @@ async def test_other_end_reasons_list_nobody(agent_backend, agent_settings):
 
 async def test_an_opt_out_without_a_phone_number_ends_the_call_normally(agent_backend, agent_settings):
     model = ScriptedLLM(OPENING)
-    session, agent = start_call(agent_backend, agent_settings, model, caller="console")
+    session, agent = start_call(agent_backend, agent_settings, model, caller_id="console")
     await session.start(agent)
     model.add(turn("", tool("end_call", reason="do_not_call_request")), turn("Goodbye."))
     result = await session.run(user_input="Stop calling me.")
@@ -215,7 +196,7 @@ async def test_an_opt_out_without_a_phone_number_ends_the_call_normally(agent_ba
 async def test_an_inbound_caller_on_the_list_is_still_served(agent_backend, agent_settings):
     dnc.add(agent_backend.store, NUMBER, source="opt_out", session_id="earlier")
     model = ScriptedLLM(OPENING)
-    session, agent = start_call(agent_backend, agent_settings, model, session_id="sess-2")
+    session, agent = start_call(agent_backend, agent_settings, model, session_id="sess-2", caller_id=NUMBER)
     greeting = await session.start(agent, capture_run=True)
     greeting.expect.skip_next_event_if(type="agent_handoff")
     greeting.expect.next_event().is_message(role="assistant")

@@ -16,6 +16,8 @@ from livekit.agents import APIConnectOptions, llm
 from livekit.agents.llm import ChatChunk, ChoiceDelta, FunctionToolCall
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
+import telephony_agent
+
 CALLER = "+15551234567"
 
 
@@ -33,6 +35,31 @@ def turn(text: str = "", *calls: tuple[str, dict[str, Any]]) -> Turn:
 
 def tool(name: str, **arguments: Any) -> tuple[str, dict[str, Any]]:
     return name, arguments
+
+
+def opt_out_turns(goodbye: str) -> tuple[Turn, Turn]:
+    """What the call script makes the model do when the caller opts out: save the opt-out, end
+    the call as `do_not_call_request`, then say `goodbye`."""
+    return (
+        turn(
+            "",
+            tool(
+                "share_information",
+                information="Caller asked not to be called again",
+                category="conversation_flow",
+                fields={"opt_out": True},
+            ),
+            tool("end_call", reason="do_not_call_request"),
+        ),
+        turn(goodbye),
+    )
+
+
+def start_call(backend, settings, model, session_id: str = "sess-1", caller_id: str = CALLER):
+    """A test call built exactly as the entrypoint builds one, with `model` as its LLM."""
+    return telephony_agent.build_agent_session(
+        session_id=session_id, caller_id=caller_id, backend=backend, llm=model, settings=settings
+    )
 
 
 class ScriptedLLM(llm.LLM):
