@@ -44,11 +44,8 @@ forwarded_allow_ips = "127.0.0.1,::1" if _settings.trust_proxy else ""
 
 
 def post_worker_init(worker):
-    """After the worker has loaded the app and opened its store: move the store's index (the
-    bulk of the heap, long-lived) out of the cyclic garbage collector's sight, so a full
-    collection does not stall requests while it walks every record (telephony_agent.py's
-    `load_backend` does the same for the agent; bench/agent_bench.py measures the pause)."""
-    import gc
+    """The worker has loaded the app and opened its store: freeze its index out of the garbage
+    collector's full collections, as the agent's prewarm does."""
+    from backend.store import freeze_loaded_heap
 
-    gc.collect()
-    gc.freeze()
+    freeze_loaded_heap()

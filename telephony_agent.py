@@ -10,7 +10,6 @@ Importing this module has no side effects; everything happens in `entrypoint`, o
 
 from __future__ import annotations
 
-import gc
 import logging
 import uuid
 
@@ -30,6 +29,7 @@ from livekit.agents.llm import LLM, RealtimeModel
 
 from backend.backend_agent import BackendAgent
 from backend.settings import Settings, get_settings
+from backend.store import freeze_loaded_heap
 from backend.voice import call, dial
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number, masked
 from backend.voice.model import build_realtime_model, warm_up_gemini_types
@@ -150,17 +150,10 @@ def _is_sip(participant: rtc.RemoteParticipant | None) -> bool:
 
 
 def load_backend(settings: Settings) -> BackendAgent:
-    """The store handle a worker process keeps for all its calls, with its heap settled.
-
-    The store's in-memory index is hundreds of thousands of long-lived objects. Left to the
-    cyclic garbage collector, every full collection walks all of them while the event loop
-    waits: bench/agent_bench.py saw single tool calls delayed 150-240 ms by those pauses at
-    20k records. `gc.freeze()` after loading moves them out of the collector's sight; records
-    caught up later are few and young.
-    """
+    """The store handle a worker process keeps for all its calls, its index frozen out of the
+    garbage collector's full collections (`freeze_loaded_heap`)."""
     backend = BackendAgent(settings=settings)
-    gc.collect()
-    gc.freeze()
+    freeze_loaded_heap()
     return backend
 
 

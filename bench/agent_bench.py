@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import telephony_agent  # noqa: E402
 from backend.backend_agent import BackendAgent  # noqa: E402
 from backend.settings import Settings  # noqa: E402
+from backend.store import freeze_loaded_heap  # noqa: E402
 from backend.voice.model import build_realtime_model, warm_up_gemini_types  # noqa: E402
 from bench.fill import caller_for, fill  # noqa: E402
 from tests.fakes.gemini_live import FakeGeminiLive, pause, speech, tool_call  # noqa: E402
@@ -197,8 +198,9 @@ def measure_floor(calls: int) -> list[float]:
 
 def cold_process_costs(data_dir: str, conn: Connection) -> None:
     """Child process, fresh as a LiveKit job process: what `prewarm` takes off the first call.
-    Sends (full garbage collection with the store open, the same after gc.freeze(), building
-    google-genai's type schemas), in ms; collections are best of 3."""
+    Sends (full garbage collection with the store open, the same after prewarm's
+    `freeze_loaded_heap()`, building google-genai's type schemas), in ms; collections are best
+    of 3."""
 
     def full_collection_ms() -> float:
         runs = []
@@ -213,7 +215,7 @@ def cold_process_costs(data_dir: str, conn: Connection) -> None:
     schemas = (time.perf_counter() - t0) * 1000
     backend = BackendAgent(settings=Settings.from_env({"DATA_DIR": data_dir}, dotenv=False))
     before = full_collection_ms()
-    gc.freeze()
+    freeze_loaded_heap()
     conn.send((before, full_collection_ms(), schemas))
     backend.close()
 
@@ -244,7 +246,7 @@ def main() -> None:
         unfrozen, frozen, schemas = measure_cold_process_costs(data_dir)
         print(
             f"a full garbage collection with the store open stalls the event loop {unfrozen:.1f} ms; "
-            f"{frozen:.2f} ms after the worker's gc.freeze()"
+            f"{frozen:.2f} ms after the worker's freeze_loaded_heap()"
         )
         print(f"first use of google-genai's types (schema builds): {schemas:.0f} ms; prewarm does it before a call")
         latencies = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
