@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
 from backend.backend_agent import BackendAgent  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.store import IMPLEMENTATIONS, JournalStore, MemoryStore  # noqa: E402
+from tests.fakes.livekit_twirp import API_KEY, API_SECRET, FakeTwirpServer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +57,18 @@ def settings(data_dir) -> Settings:
 @pytest.fixture
 def backend(store, settings) -> BackendAgent:
     return BackendAgent(store=store, settings=settings)
+
+
+@pytest.fixture(scope="module")
+def _twirp_server():
+    with FakeTwirpServer(api_key=API_KEY, api_secret=API_SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def twirp(_twirp_server) -> FakeTwirpServer:
+    """A fake LiveKit server API (Twirp, protobuf bodies), one per test module since stopping
+    one takes half a second; each test starts with no calls and no handlers. `twirp.env()` is
+    the settings that point our code at it."""
+    _twirp_server.reset()
+    return _twirp_server

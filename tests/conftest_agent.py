@@ -14,9 +14,10 @@ from tests.fakes.gemini_live import FakeGeminiLive
 
 
 @pytest.fixture
-def agent_settings(tmp_path) -> Settings:
-    """Settings of a test call: a temporary store, no fsync, a fixed business and threshold."""
-    env = {
+def agent_env(tmp_path) -> dict[str, str]:
+    """The environment of a test call: a temporary store, no fsync, a fixed business and
+    threshold. Tests that need more settings build theirs from it."""
+    return {
         "DATA_DIR": str(tmp_path / "data"),
         "STORE_FSYNC": "0",
         "GOOGLE_API_KEY": "test-key",
@@ -24,7 +25,17 @@ def agent_settings(tmp_path) -> Settings:
         "CALLBACK_NUMBER": "+15550001111",
         "QUALIFY_MIN_UNSECURED_DEBT_USD": "10000",
     }
-    return Settings.from_env(env, dotenv=False)
+
+
+@pytest.fixture
+def agent_settings(agent_env) -> Settings:
+    return Settings.from_env(agent_env, dotenv=False)
+
+
+@pytest.fixture
+def livekit_settings(agent_env, twirp) -> Settings:
+    """A test call's settings with LiveKit credentials pointing at the fake server API."""
+    return Settings.from_env(agent_env | twirp.env(), dotenv=False)
 
 
 @pytest.fixture

@@ -13,16 +13,14 @@ from livekit.agents.voice import io
 from livekit.protocol import room
 
 import telephony_agent
-from backend.settings import Settings
 from backend.voice.model import build_realtime_model
 from tests.fakes.gemini_live import speech, tool_call
-from tests.fakes.livekit_twirp import FakeTwirpServer, TwirpError
+from tests.fakes.livekit_twirp import TwirpError
 from tests.fakes.scripted_llm import CALLER
 
 pytest_plugins = ["tests.conftest_agent"]
 pytestmark = pytest.mark.slow
 
-API_KEY, API_SECRET = "test-key", "test-secret-that-is-long-enough-for-hs256"
 GOODBYE_SECONDS = 0.8
 
 
@@ -51,19 +49,6 @@ class PhoneLine(io.AudioOutput):
     def clear_buffer(self) -> None:
         if self._timer:
             self._timer.cancel()
-
-
-@pytest.fixture
-def twirp():
-    with FakeTwirpServer(api_key=API_KEY, api_secret=API_SECRET) as server:
-        yield server
-
-
-@pytest.fixture
-def livekit_settings(agent_settings, twirp) -> Settings:
-    env = {k.upper(): str(v) for k, v in vars(agent_settings).items() if v is not None and k != "api_tokens"}
-    env.update(LIVEKIT_URL=twirp.url, LIVEKIT_API_KEY=API_KEY, LIVEKIT_API_SECRET=API_SECRET, STORE_FSYNC="0")
-    return Settings.from_env(env, dotenv=False)
 
 
 async def run_call_that_ends(agent_backend, settings, gemini, room_name, hooks=()):

@@ -23,10 +23,9 @@ from backend.backend_agent import BackendAgent
 from backend.settings import Settings
 from backend.voice import dial
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number
-from tests.fakes.livekit_twirp import FakeTwirpServer, TwirpError
+from tests.fakes.livekit_twirp import TwirpError
 from tests.fakes.scripted_llm import ScriptedLLM, turn
 
-API_KEY, API_SECRET = "test-key", "test-secret-that-is-long-enough-for-hs256"
 TOKEN = "outbound-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NYC = "+12125551234"
@@ -40,17 +39,10 @@ def hours_around_now(zone="America/New_York", before=2, after=2) -> str:
     return f"{now - timedelta(hours=before):%H:%M}-{now + timedelta(hours=after):%H:%M}"
 
 
-@pytest.fixture(scope="module")
-def _server():
-    with FakeTwirpServer(api_key=API_KEY, api_secret=API_SECRET) as server:
-        yield server
-
-
 @pytest.fixture
-def livekit(_server):
-    _server.calls.clear()
-    _server.on("AgentDispatchService", "CreateDispatch", _dispatch_answer)
-    return _server
+def livekit(twirp):
+    twirp.on("AgentDispatchService", "CreateDispatch", _dispatch_answer)
+    return twirp
 
 
 def _dispatch_answer(req):
@@ -67,7 +59,7 @@ def make_settings(tmp_path, livekit=None, **env) -> Settings:
         "SIP_OUTBOUND_TRUNK_ID": "ST_outbound",
     }
     if livekit is not None:
-        base |= {"LIVEKIT_URL": livekit.url, "LIVEKIT_API_KEY": API_KEY, "LIVEKIT_API_SECRET": API_SECRET}
+        base |= livekit.env()
     return Settings.from_env(base | env, dotenv=False)
 
 

@@ -21,7 +21,7 @@ from backend.sip import (
     timezones_for_number,
     within_calling_hours,
 )
-from tests.fakes.livekit_twirp import FakeTwirpServer, TwirpError
+from tests.fakes.livekit_twirp import API_KEY, API_SECRET, FakeTwirpServer, TwirpError
 
 # The contract's end reasons (section 1).
 CONTRACT_REASONS = {
@@ -221,7 +221,6 @@ def test_dial_result_end_reason(outcome, code, reason):
 
 # --- dialing out and transferring, against a local fake LiveKit server ----------------------------
 
-API_KEY, API_SECRET = "test-key", "test-secret-that-is-long-enough-for-hs256"
 SIP_ERRORS = {  # SIP status -> the Twirp code and HTTP status LiveKit answers with
     486: ("unavailable", 503, "Busy Here"),
     600: ("unavailable", 503, "Busy Everywhere"),
@@ -235,22 +234,9 @@ SIP_ERRORS = {  # SIP status -> the Twirp code and HTTP status LiveKit answers w
 }
 
 
-@pytest.fixture(scope="module")
-def _shared_livekit_server():
-    with FakeTwirpServer(api_key=API_KEY, api_secret=API_SECRET) as server:
-        yield server
-
-
 @pytest.fixture
-def livekit_server(_shared_livekit_server):
-    """One server for the module (stopping one takes half a second); each test starts with no calls."""
-    _shared_livekit_server.calls.clear()
-    return _shared_livekit_server
-
-
-@pytest.fixture
-async def lkapi(livekit_server):
-    client = LiveKitAPI(livekit_server.url, API_KEY, API_SECRET)
+async def lkapi(twirp):
+    client = LiveKitAPI(twirp.url, API_KEY, API_SECRET)
     yield client
     await client.aclose()
 
@@ -271,7 +257,7 @@ async def dial(lkapi, number="+1 (212) 555-1234"):
     )
 
 
-async def test_dial_out_answered_sends_the_request_and_reports_the_participant(livekit_server, lkapi):
+async def test_dial_out_answered_sends_the_request_and_reports_the_participant(twirp, lkapi):
     def answer(req):
         return sip_proto.SIPParticipantInfo(
             participant_id="PA_1",
@@ -280,12 +266,12 @@ async def test_dial_out_answered_sends_the_request_and_reports_the_participant(l
             sip_call_id="SCL_1",
         )
 
-    livekit_server.on("SIP", "CreateSIPParticipant", answer)
+    twirp.on("SIP", "CreateSIPParticipant", answer)
     result = await dial(lkapi)
     assert result.outcome == "answered" and result.answered
     assert (result.participant_id, result.sip_call_id, result.participant_identity) == ("PA_1", "SCL_1", "callee")
     assert result.end_reason is None and result.call_state == "answered"
-    [call] = livekit_server.calls_to("SIP", "CreateSIPParticipant")
+    [call] = twirp.calls_to("SIP", "CreateSIPParticipant")
     req = call.request
     assert req.sip_trunk_id == "ST_out"
     assert req.sip_call_to == NYC  # normalized to E.164
@@ -308,11 +294,11 @@ async def test_dial_out_answered_sends_the_request_and_reports_the_participant(l
         (404, "failed", "wrong_number"),
     ],
 )
-async def test_dial_out_maps_the_sip_status_of_a_twirp_error(livekit_server, lkapi, code, outcome, reason):
+async def test_dial_out_maps_the_sip_status_of_a_twirp_error(twirp, lkapi, code, outcome, reason):
     def refuse(req):
         raise sip_error(code)
 
-    livekit_server.on("SIP", "CreateSIPParticipant", refuse)
+    twirp.on("SIP", "CreateSIPParticipant", refuse)
     result = await dial(lkapi)
     assert result.outcome == outcome
     assert result.sip_status_code == code
@@ -322,11 +308,11 @@ async def test_dial_out_maps_the_sip_status_of_a_twirp_error(livekit_server, lka
     assert result.error and SIP_ERRORS[code][0] in result.error
 
 
-async def test_dial_out_without_a_sip_status_is_failed(livekit_server, lkapi):
+async def test_dial_out_without_a_sip_status_is_failed(twirp, lkapi):
     def no_trunk(req):
         raise TwirpError("not_found", "outbound trunk ST_out not found", 404)
 
-    livekit_server.on("SIP", "CreateSIPParticipant", no_trunk)
+    twirp.on("SIP", "CreateSIPParticipant", no_trunk)
     result = await dial(lkapi)
     assert (result.outcome, result.sip_status_code, result.end_reason) == ("failed", None, "agent_error")
     assert "not_found" in result.error
@@ -343,18 +329,18 @@ async def test_dial_out_to_an_unreachable_server_is_failed():
     assert result.outcome == "failed" and result.sip_status_code is None and result.error
 
 
-async def test_dial_out_refuses_an_invalid_number_before_dialing(livekit_server, lkapi):
+async def test_dial_out_refuses_an_invalid_number_before_dialing(twirp, lkapi):
     with pytest.raises(InvalidPhoneNumber):
         await dial(lkapi, number="+15551234567")
-    assert livekit_server.calls_to("SIP", "CreateSIPParticipant") == []
+    assert twirp.calls_to("SIP", "CreateSIPParticipant") == []
 
 
 async def transfer(lkapi, to="+1 617 555 0123"):
     return await sip.transfer_to_specialist(lkapi, room_name="call-42", participant_identity="caller", transfer_to=to)
 
 
-async def test_transfer_success_needs_a_successful_status(livekit_server, lkapi):
-    livekit_server.on(
+async def test_transfer_success_needs_a_successful_status(twirp, lkapi):
+    twirp.on(
         "SIP",
         "TransferSIPParticipant",
         lambda req: sip_proto.TransferSIPParticipantResponse(
@@ -367,24 +353,24 @@ async def test_transfer_success_needs_a_successful_status(livekit_server, lkapi)
     result = await transfer(lkapi)
     assert result.ok and result.status == "successful" and result.end_reason is None
     assert (result.transfer_id, result.sip_status_code, result.reason) == ("TR_1", 200, "STR_COMPLETED")
-    [call] = livekit_server.calls_to("SIP", "TransferSIPParticipant")
+    [call] = twirp.calls_to("SIP", "TransferSIPParticipant")
     assert call.request.transfer_to == "tel:+16175550123"
     assert (call.request.room_name, call.request.participant_identity) == ("call-42", "caller")
     assert call.claims.sip.call is True
 
 
-async def test_transfer_to_a_sip_uri_passes_it_through(livekit_server, lkapi):
-    livekit_server.on(
+async def test_transfer_to_a_sip_uri_passes_it_through(twirp, lkapi):
+    twirp.on(
         "SIP",
         "TransferSIPParticipant",
         lambda req: sip_proto.TransferSIPParticipantResponse(status=sip_proto.STS_TRANSFER_SUCCESSFUL),
     )
     assert (await transfer(lkapi, to="sip:specialists@pbx.example.com")).ok
-    [call] = livekit_server.calls_to("SIP", "TransferSIPParticipant")
+    [call] = twirp.calls_to("SIP", "TransferSIPParticipant")
     assert call.request.transfer_to == "sip:specialists@pbx.example.com"
 
 
-async def test_transfer_raised_error_is_reported_not_raised(livekit_server, lkapi):
+async def test_transfer_raised_error_is_reported_not_raised(twirp, lkapi):
     def decline(req):
         raise TwirpError(
             "unavailable",
@@ -398,7 +384,7 @@ async def test_transfer_raised_error_is_reported_not_raised(livekit_server, lkap
             },
         )
 
-    livekit_server.on("SIP", "TransferSIPParticipant", decline)
+    twirp.on("SIP", "TransferSIPParticipant", decline)
     result = await transfer(lkapi)
     assert not result.ok
     assert (result.status, result.reason, result.sip_status_code, result.sip_status) == (
@@ -411,11 +397,11 @@ async def test_transfer_raised_error_is_reported_not_raised(livekit_server, lkap
     assert result.end_reason == "transfer_failed"
 
 
-async def test_transfer_error_without_sip_status_is_reported(livekit_server, lkapi):
+async def test_transfer_error_without_sip_status_is_reported(twirp, lkapi):
     def forbidden(req):
         raise TwirpError("permission_denied", "transfer not allowed on this trunk", 403)
 
-    livekit_server.on("SIP", "TransferSIPParticipant", forbidden)
+    twirp.on("SIP", "TransferSIPParticipant", forbidden)
     result = await transfer(lkapi)
     assert (result.ok, result.status, result.end_reason) == (False, "error", "transfer_failed")
     assert "permission_denied" in result.error
@@ -445,8 +431,8 @@ async def test_transfer_error_without_sip_status_is_reported(livekit_server, lka
         (None, "ongoing", None, None),  # an empty answer: status ONGOING, never confirmed
     ],
 )
-async def test_transfer_with_a_non_successful_status_is_not_ok(livekit_server, lkapi, response, status, reason, code):
-    livekit_server.on("SIP", "TransferSIPParticipant", lambda req: response)
+async def test_transfer_with_a_non_successful_status_is_not_ok(twirp, lkapi, response, status, reason, code):
+    twirp.on("SIP", "TransferSIPParticipant", lambda req: response)
     result = await transfer(lkapi)
     assert (result.ok, result.status, result.reason, result.sip_status_code) == (False, status, reason, code)
     assert result.end_reason == "transfer_failed"
@@ -463,8 +449,8 @@ async def test_transfer_to_an_unreachable_server_is_reported():
     assert (result.ok, result.status) == (False, "error")
 
 
-async def test_transfer_to_an_invalid_number_is_reported_without_a_request(livekit_server, lkapi):
+async def test_transfer_to_an_invalid_number_is_reported_without_a_request(twirp, lkapi):
     result = await transfer(lkapi, to="not a number")
     assert (result.ok, result.status) == (False, "error")
     assert result.error.startswith("invalid_transfer_number")
-    assert livekit_server.calls_to("SIP", "TransferSIPParticipant") == []
+    assert twirp.calls_to("SIP", "TransferSIPParticipant") == []

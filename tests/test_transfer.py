@@ -18,13 +18,12 @@ from backend.settings import Settings
 from backend.voice import call
 from backend.voice.model import build_realtime_model
 from tests.fakes.gemini_live import speech, tool_call
-from tests.fakes.livekit_twirp import FakeTwirpServer, TwirpError
+from tests.fakes.livekit_twirp import TwirpError
 from tests.test_agent_hangup import PhoneLine
 
 pytest_plugins = ["tests.conftest_agent"]
 pytestmark = pytest.mark.slow
 
-API_KEY, API_SECRET = "test-key", "test-secret-that-is-long-enough-for-hs256"
 CALLER = "+12125551234"
 SPECIALIST = "+16175550123"
 CONNECTING = "I'm connecting you to a licensed specialist now, please hold."
@@ -32,23 +31,10 @@ CALL_BACK = "I couldn't connect you right now; a licensed specialist will call y
 
 
 @pytest.fixture
-def twirp():
-    with FakeTwirpServer(api_key=API_KEY, api_secret=API_SECRET) as server:
-        server.on("RoomService", "DeleteRoom", lambda request: room.DeleteRoomResponse())
-        yield server
-
-
-@pytest.fixture
-def settings(agent_settings, twirp) -> Settings:
-    env = {k.upper(): str(v) for k, v in vars(agent_settings).items() if v is not None and k != "api_tokens"}
-    env.update(
-        LIVEKIT_URL=twirp.url,
-        LIVEKIT_API_KEY=API_KEY,
-        LIVEKIT_API_SECRET=API_SECRET,
-        STORE_FSYNC="0",
-        TRANSFER_NUMBER=SPECIALIST,
-    )
-    return Settings.from_env(env, dotenv=False)
+def settings(agent_env, twirp) -> Settings:
+    """LiveKit pointing at the fake server (which deletes rooms) and a specialist to transfer to."""
+    twirp.on("RoomService", "DeleteRoom", lambda request: room.DeleteRoomResponse())
+    return Settings.from_env(agent_env | twirp.env() | {"TRANSFER_NUMBER": SPECIALIST}, dotenv=False)
 
 
 async def qualified_call_ends(agent_backend, settings, gemini):

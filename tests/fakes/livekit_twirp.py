@@ -65,6 +65,10 @@ def _method_types(service: str, method: str) -> tuple[type[Message], type[Messag
     return message_factory.GetMessageClass(desc.input_type), message_factory.GetMessageClass(desc.output_type)
 
 
+# the credentials tests give both this server and the code under test
+API_KEY, API_SECRET = "test-key", "test-secret-that-is-long-enough-for-hs256"
+
+
 class FakeTwirpServer:
     def __init__(self, *, api_key: str | None = None, api_secret: str | None = None) -> None:
         self.api_key, self.api_secret = api_key, api_secret
@@ -78,6 +82,17 @@ class FakeTwirpServer:
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    def env(self) -> dict[str, str]:
+        """The settings that point our code at this server."""
+        key, secret = self.api_key or "", self.api_secret or ""
+        return {"LIVEKIT_URL": self.url, "LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret}
+
+    def reset(self) -> None:
+        """Forget the calls received and the handlers installed (a server reused across tests)."""
+        with self._lock:
+            self.calls.clear()
+        self._handlers.clear()
 
     def on(self, service: str, method: str, handler: Handler) -> None:
         """Answer `service`/`method` with `handler(request)`."""
