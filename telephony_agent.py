@@ -32,7 +32,7 @@ from backend.settings import Settings, get_settings
 from backend.store import freeze_loaded_heap
 from backend.voice import call, dial
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number, masked
-from backend.voice.model import build_realtime_model, warm_up_gemini_types
+from backend.voice.model import build_realtime_model, gemini_tls_context, warm_up_gemini_types
 from backend.voice.prompts import call_instructions, prompt, raw_prompt
 from backend.voice.tools import CallTools, Userdata
 
@@ -159,12 +159,13 @@ def load_backend(settings: Settings) -> BackendAgent:
 
 def prewarm(proc: JobProcess) -> None:
     """Once per worker process, before it takes a call: settings, the call script, the Gemini
-    types' schemas and the store handle."""
+    types' schemas and TLS context, and the store handle."""
     settings = get_settings()
     proc.userdata["settings"] = settings
     for name in PROMPTS:
         raw_prompt(name)
     warm_up_gemini_types()
+    gemini_tls_context()
     proc.userdata["backend"] = load_backend(settings)
     if not (settings.business_name and settings.callback_number):
         log.warning("BUSINESS_NAME or CALLBACK_NUMBER is not set; the opening disclosure will be generic")

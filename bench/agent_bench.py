@@ -38,7 +38,12 @@ import telephony_agent  # noqa: E402
 from backend.backend_agent import BackendAgent  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.store import freeze_loaded_heap  # noqa: E402
-from backend.voice.model import build_realtime_model, warm_up_gemini_types  # noqa: E402
+from backend.voice.model import (  # noqa: E402
+    build_realtime_model,
+    gemini_http_options,
+    gemini_tls_context,
+    warm_up_gemini_types,
+)
 from bench.fill import caller_for, fill  # noqa: E402
 from tests.fakes.gemini_live import FakeGeminiLive, pause, speech, tool_call  # noqa: E402
 
@@ -78,9 +83,8 @@ async def drive_agent(data_dir: str, calls: int, per_call: int, fsync: bool, por
     settings = Settings.from_env(env, dotenv=False)
     warm_up_gemini_types()  # as the worker's prewarm does
     backend = telephony_agent.load_backend(settings)
-    http_options = types.HttpOptions(
-        base_url=f"https://127.0.0.1:{port}",
-        async_client_args={"ssl": ssl.create_default_context(cadata=ca_pem.decode()), "proxy": None},
+    http_options = gemini_http_options(
+        base_url=f"https://127.0.0.1:{port}", tls=ssl.create_default_context(cadata=ca_pem.decode()), proxy=None
     )
     stored = 0
     for n, first in enumerate(range(0, calls, per_call)):
@@ -196,11 +200,24 @@ def measure_floor(calls: int) -> list[float]:
             server.terminate()
 
 
+def client_build_ms(http_options: types.HttpOptions | None) -> float:
+    """What building a call's google-genai client (as LiveKit's plugin does at every call's
+    start, on its event loop) takes, best of 3, in ms."""
+    from google import genai
+
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        genai.Client(api_key="bench-key", http_options=http_options)
+        runs.append((time.perf_counter() - t0) * 1000)
+    return min(runs)
+
+
 def cold_process_costs(data_dir: str, conn: Connection) -> None:
     """Child process, fresh as a LiveKit job process: what `prewarm` takes off the first call.
     Sends (full garbage collection with the store open, the same after prewarm's
-    `freeze_loaded_heap()`, building google-genai's type schemas), in ms; collections are best
-    of 3."""
+    `freeze_loaded_heap()`, building google-genai's type schemas, a call's google-genai client
+    without and with the process's TLS context), in ms; collections are best of 3."""
 
     def full_collection_ms() -> float:
         runs = []
@@ -216,11 +233,13 @@ def cold_process_costs(data_dir: str, conn: Connection) -> None:
     backend = BackendAgent(settings=Settings.from_env({"DATA_DIR": data_dir}, dotenv=False))
     before = full_collection_ms()
     freeze_loaded_heap()
-    conn.send((before, full_collection_ms(), schemas))
+    after = full_collection_ms()
+    gemini_tls_context()  # prewarm
+    conn.send((before, after, schemas, client_build_ms(None), client_build_ms(gemini_http_options())))
     backend.close()
 
 
-def measure_cold_process_costs(data_dir: str) -> tuple[float, float, float]:
+def measure_cold_process_costs(data_dir: str) -> tuple[float, ...]:
     parent, child = multiprocessing.Pipe()
     proc = multiprocessing.get_context("spawn").Process(target=cold_process_costs, args=(data_dir, child))
     proc.start()
@@ -243,12 +262,17 @@ def main() -> None:
         t0 = time.perf_counter()
         fill(data_dir, opts.records)
         print(f"store filled with {opts.records:,} records in {time.perf_counter() - t0:.1f} s")
-        unfrozen, frozen, schemas = measure_cold_process_costs(data_dir)
+        unfrozen, frozen, schemas, client_default, client_shared = measure_cold_process_costs(data_dir)
         print(
             f"a full garbage collection with the store open stalls the event loop {unfrozen:.1f} ms; "
             f"{frozen:.2f} ms after the worker's freeze_loaded_heap()"
         )
         print(f"first use of google-genai's types (schema builds): {schemas:.0f} ms; prewarm does it before a call")
+        print(
+            f"a call's google-genai client, built on the call's event loop as it connects: "
+            f"{client_default:.1f} ms with the SDK's own TLS setup, {client_shared:.1f} ms with the "
+            f"process's TLS context ({client_default / client_shared:.0f}x)"
+        )
         latencies = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
     ms = [x * 1000 for x in latencies]
     print(

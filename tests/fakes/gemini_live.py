@@ -28,6 +28,8 @@ from google.genai import types
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from backend.voice.model import gemini_http_options
+
 OUTPUT_RATE = 24000
 PATH = re.compile(r"^/ws/google\.ai\.generativelanguage\.[a-z0-9]+\.GenerativeService\.BidiGenerateContent")
 
@@ -98,10 +100,9 @@ class FakeGeminiLive:
         return ctx
 
     def http_options(self) -> types.HttpOptions:
-        """What the SDK needs to reach this server instead of Google."""
-        return types.HttpOptions(
-            base_url=self.base_url, async_client_args={"ssl": self.client_ssl_context(), "proxy": None}
-        )
+        """What the SDK needs to reach this server instead of Google: the shipped options
+        (`gemini_http_options`) with this server's address and certificate."""
+        return gemini_http_options(base_url=self.base_url, tls=self.client_ssl_context(), proxy=None)
 
     def reply(self, *messages: list[Message]) -> None:
         """Queue one reply made of the given message lists (sent back to back)."""
