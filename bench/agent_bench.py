@@ -2,6 +2,7 @@
 
     python bench/agent_bench.py                 # 1,000 tool calls, store pre-filled to 100k records
     python bench/agent_bench.py --no-fsync      # the same with STORE_FSYNC=0
+    python bench/agent_bench.py --stages        # then an instrumented run: where the time goes
 
 The real agent (build_agent_session: the shipped RealtimeModel, google-genai, the tools, the
 BackendAgent on a temporary DATA_DIR filled with 100k records by `bench/fill.py`) talks to the
@@ -44,6 +45,7 @@ from backend.voice.model import (  # noqa: E402
     gemini_tls_context,
     warm_up_gemini_types,
 )
+from bench.agent_stages import StageClock  # noqa: E402
 from bench.fill import caller_for, fill  # noqa: E402
 from tests.fakes.gemini_live import FakeGeminiLive, pause, speech, tool_call  # noqa: E402
 
@@ -56,7 +58,7 @@ def pct(values: list[float], q: float) -> float:
 def serve_fake_gemini(calls: int, per_call: int, gap: float, conn: Connection) -> None:
     """Child process: the fake Gemini Live server, scripted with `calls` share_information calls,
     `per_call` per phone call. Sends back (port, CA certificate), then, when the parent says so,
-    the measured latencies."""
+    {call id: [toolCall sent, toolResponse received]} on the system-wide perf_counter clock."""
 
     async def run() -> None:
         async with FakeGeminiLive() as server:
@@ -71,7 +73,7 @@ def serve_fake_gemini(calls: int, per_call: int, gap: float, conn: Connection) -
                     server.reply(speech("That is everything."))
             conn.send((server.port, server.ca.cert_pem.bytes()))
             await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-            conn.send([t[1] - t[0] for t in server.tool_timings.values() if len(t) == 2])
+            conn.send({cid: t for cid, t in server.tool_timings.items() if len(t) == 2})
 
     asyncio.run(run())
 
@@ -137,14 +139,14 @@ def measure(data_dir: str, calls: int, fsync: bool, gap: float = 0.0, per_call: 
         port, ca_pem = parent.recv()
         stored = asyncio.run(drive_agent(data_dir, calls, per_call, fsync, port, ca_pem))
         parent.send("done")
-        latencies = parent.recv()
+        timings = parent.recv()
     finally:
         server.join(timeout=30)
         if server.is_alive():
             server.terminate()
-    if stored != calls or len(latencies) != calls:
-        raise SystemExit(f"expected {calls} answered calls, got {len(latencies)} ({stored} records)")
-    return latencies
+    if stored != calls or len(timings) != calls:
+        raise SystemExit(f"expected {calls} answered calls, got {len(timings)} ({stored} records)")
+    return timings
 
 
 def serve_sdk_floor(calls: int, conn: Connection) -> None:
@@ -156,7 +158,7 @@ def serve_sdk_floor(calls: int, conn: Connection) -> None:
                 server.reply(tool_call(f"f{i}", "share_information", information=f"fact {i}", category="debt_info"))
             conn.send((server.port, server.ca.cert_pem.bytes()))
             await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-            conn.send([t[1] - t[0] for t in server.tool_timings.values() if len(t) == 2])
+            conn.send({cid: t for cid, t in server.tool_timings.items() if len(t) == 2})
 
     asyncio.run(run())
 
@@ -184,7 +186,7 @@ async def bare_sdk_client(calls: int, port: int, ca_pem: bytes) -> None:
                     break
 
 
-def measure_floor(calls: int) -> list[float]:
+def measure_floor(calls: int) -> dict[str, list[float]]:
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(target=serve_sdk_floor, args=(calls, child))
     server.start()
@@ -256,6 +258,7 @@ def main() -> None:
     parser.add_argument("--per-call", type=int, default=50, help="tool calls per phone call (default 50)")
     parser.add_argument("--gap", type=float, default=0.0, help="seconds the fake model waits before each call")
     parser.add_argument("--no-fsync", action="store_true", help="STORE_FSYNC=0 (default: 1, as shipped)")
+    parser.add_argument("--stages", action="store_true", help="then an instrumented run: where the time goes")
     opts = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as data_dir:
@@ -273,8 +276,17 @@ def main() -> None:
             f"{client_default:.1f} ms with the SDK's own TLS setup, {client_shared:.1f} ms with the "
             f"process's TLS context ({client_default / client_shared:.0f}x)"
         )
-        latencies = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
-    ms = [x * 1000 for x in latencies]
+        timings = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
+        ms = [(received - sent) * 1000 for sent, received in timings.values()]
+        report(ms, opts)
+        if opts.stages:  # last: the hooks stay installed in this process
+            clock = StageClock()
+            clock.install()
+            timings = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
+            print("\n".join(clock.table(timings, pct)))
+
+
+def report(ms: list[float], opts: argparse.Namespace) -> None:
     print(
         f"toolCall -> toolResponse over {len(ms)} share_information calls "
         f"(STORE_FSYNC={0 if opts.no_fsync else 1}, store at {opts.records:,} records):"
@@ -284,7 +296,7 @@ def main() -> None:
         f"mean {statistics.mean(ms):.2f} ms"
     )
     print(f"  target p99 <= 10 ms: {'met' if pct(ms, 0.99) <= 10 else 'NOT met'}")
-    floor = [x * 1000 for x in measure_floor(min(opts.calls, 500))]
+    floor = [(received - sent) * 1000 for sent, received in measure_floor(min(opts.calls, 500)).values()]
     print(
         f"baseline, google-genai alone over TLS answering at once (no LiveKit, no store), {len(floor)} calls:\n"
         f"  p50 {pct(floor, 0.50):.2f} ms   p99 {pct(floor, 0.99):.2f} ms   "
