@@ -30,7 +30,7 @@ from livekit.agents.llm import LLM, RealtimeModel
 from backend.backend_agent import BackendAgent
 from backend.settings import Settings, get_settings
 from backend.store import freeze_loaded_heap
-from backend.voice import call, dial
+from backend.voice import call, dial, lease
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number, masked
 from backend.voice.model import build_realtime_model, gemini_tls_context, warm_up_gemini_types
 from backend.voice.prompts import call_instructions, prompt, raw_prompt
@@ -84,6 +84,7 @@ def build_agent_session(
         participant_identity=participant_identity,
         transfer_to=settings.transfer_number,
     )
+    call.claim_lease(ud)
     model = llm if llm is not None else build_realtime_model(settings)
     # Gemini detects turns server-side (tuned in backend/voice/model.py); no local VAD needed.
     turns = TurnHandlingOptions(turn_detection="realtime_llm" if isinstance(model, RealtimeModel) else "manual")
@@ -159,14 +160,22 @@ def load_backend(settings: Settings) -> BackendAgent:
 
 def prewarm(proc: JobProcess) -> None:
     """Once per worker process, before it takes a call: settings, the call script, the Gemini
-    types' schemas and TLS context, and the store handle."""
+    types' schemas and TLS context, and the store handle; then the call logs of calls whose
+    agent process died without writing one (`backend/voice/lease.py`)."""
     settings = get_settings()
     proc.userdata["settings"] = settings
     for name in PROMPTS:
         raw_prompt(name)
     warm_up_gemini_types()
     gemini_tls_context()
-    proc.userdata["backend"] = load_backend(settings)
+    proc.userdata["backend"] = backend = load_backend(settings)
+    try:
+        closed = lease.close_orphaned_calls(backend)
+    except Exception:  # a failed sweep must not keep the worker from taking calls
+        log.exception("could not close the calls of dead agent processes")
+    else:
+        if closed:
+            log.warning("closed %d call(s) whose agent process died without a call log", len(closed))
     if not (settings.business_name and settings.callback_number):
         log.warning("BUSINESS_NAME or CALLBACK_NUMBER is not set; the opening disclosure will be generic")
 

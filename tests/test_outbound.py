@@ -21,7 +21,7 @@ from backend import dnc, outbound
 from backend.api_server import create_app
 from backend.backend_agent import BackendAgent
 from backend.settings import Settings
-from backend.voice import dial
+from backend.voice import dial, lease
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number
 from tests.fakes.livekit_twirp import TwirpError
 from tests.fakes.scripted_llm import ScriptedLLM, turn
@@ -253,6 +253,8 @@ async def test_an_answered_call_runs_as_an_outbound_session(tmp_path, livekit):
     session = backend.store.get_session("sess-out")
     assert (session["direction"], session["caller_id"], session["called_number"]) == ("outbound", NYC, NYC)
     assert session["status"] == "active"
+    # in progress on this machine: were this process to die now, the next one would close it
+    assert [x.session_id for x in lease.leases(backend.store.data_dir)] == ["sess-out"]
     view = shown(client, call_id)
     assert view["state"] == "answered" and view["session_id"] == "sess-out"
     assert [h["state"] for h in view["history"]] == ["queued", "dialing", "answered"]
@@ -284,6 +286,7 @@ async def test_busy_and_no_answer_end_the_session_with_the_sip_status(tmp_path, 
     assert view["end_reason"] == reason
     assert [h["state"] for h in view["history"]] == ["queued", "dialing", "failed"]
     assert backend.store.query_calls(caller_id=NYC)[0] == [log]  # exactly one call log
+    assert lease.leases(backend.store.data_dir) == []  # ended: nothing left for a sweep
 
 
 async def test_a_number_listed_after_queueing_is_not_dialed(tmp_path, livekit):

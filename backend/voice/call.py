@@ -32,6 +32,7 @@ from livekit.agents import AgentSession, CloseEvent, CloseReason, ErrorEvent, ll
 
 from backend import dnc, sip
 from backend.records import StoreError
+from backend.voice import lease
 from backend.voice.prompts import prompt
 
 if TYPE_CHECKING:
@@ -110,9 +111,45 @@ async def write_call_log(ud: Userdata, reason: str, details: dict[str, Any] | No
         if result.get("success"):
             ud.call_ended = True
             ud.call_log = result["call"]
+            await release_lease(ud)
     if result.get("success") and reason == "do_not_call_request":
         await record_opt_out(ud)
     return result
+
+
+def claim_lease(ud: Userdata) -> None:
+    """Mark the call as in progress on this machine until its call log is written, and keep the
+    mark fresh while the call runs (`backend/voice/lease.py`), so that if this process dies
+    without a call log, the next agent process writes it. Never fails the call."""
+    try:
+        ud.lease = lease.claim(ud.backend.store.data_dir, ud.session_id, ud.caller_id)
+    except OSError as exc:
+        log.warning("session %s: no lease (%s); a crash would leave it without a call log", ud.session_id, exc)
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # built outside an event loop: the session's records are its signs of life
+
+    def beat() -> None:
+        if ud.lease is None:
+            return
+        try:  # off the event loop, in order with the call's store writes
+            ud.executor.submit(lease.touch, ud.lease)
+        except RuntimeError:  # the call's store thread is shut down: the call is over
+            return
+        ud.heartbeat = loop.call_later(lease.HEARTBEAT_SECONDS, beat)
+
+    ud.heartbeat = loop.call_later(lease.HEARTBEAT_SECONDS, beat)
+
+
+async def release_lease(ud: Userdata) -> None:
+    """The call log is written: the call no longer needs its lease."""
+    if ud.heartbeat is not None:
+        ud.heartbeat.cancel()
+    if ud.lease is not None:
+        path, ud.lease = ud.lease, None
+        await ud.in_store_thread(lease.release, path)
 
 
 async def _end_session_with_details(ud: Userdata, reason: str, details: dict[str, Any]) -> dict[str, Any]:

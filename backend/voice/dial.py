@@ -22,6 +22,7 @@ from livekit.agents import JobContext
 
 from backend import dnc, outbound, sip
 from backend.settings import Settings
+from backend.voice import lease
 from backend.voice.caller import dispatch_call_id
 
 if TYPE_CHECKING:
@@ -66,6 +67,10 @@ async def dial_customer(
     opened = await asyncio.to_thread(backend.start_session, session_id, phone_number, "outbound", phone_number)
     if not opened.get("success"):
         raise RuntimeError(f"could not open session {session_id}: {opened.get('message')}")
+    try:  # should this process die while dialing, the next one writes the call log
+        await asyncio.to_thread(lease.claim, store.data_dir, session_id, phone_number)
+    except OSError as exc:
+        log.warning("session %s: no lease while dialing (%s)", session_id, exc)
     await record("dialing", session_id=session_id, room=room_name)
     result = await _dial(lkapi, store, settings, room_name, phone_number)
     if result.answered:
@@ -87,6 +92,7 @@ async def dial_customer(
         duration_seconds=round(time.monotonic() - began, 3),
         details={k: v for k, v in details.items() if v is not None},
     )
+    await asyncio.to_thread(lease.release_session, store.data_dir, session_id)
     return result
 
 
@@ -134,6 +140,7 @@ async def connect_outbound(
             await asyncio.to_thread(
                 backend.end_call, "caller_hung_up", phone_number, duration_seconds=None, session_id=session_id
             )
+            await asyncio.to_thread(lease.release_session, backend.store.data_dir, session_id)
     ctx.delete_room()
     ctx.shutdown(reason=f"outbound call not connected: {result.outcome}")
     return None

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from docstring_parser import parse_from_object
@@ -68,6 +69,9 @@ class Userdata:
     # The reason end_call asked for while its call log waits on a transfer (call.py).
     pending_reason: str | None = None
     opted_out: bool = False
+    # The call's lease (backend/voice/lease.py): marks it in progress until its call log is written.
+    lease: Path | None = None
+    heartbeat: asyncio.TimerHandle | None = field(default=None, repr=False)
     # Awaited with (userdata, final reason) after the goodbye (and any transfer) and before the
     # room is deleted.
     before_hangup: list[Callable[[Userdata, str], Awaitable[None]]] = field(default_factory=list)

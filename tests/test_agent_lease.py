@@ -1,0 +1,153 @@
+"""A call whose agent process dies without writing its call log (SIGKILL here) still ends with
+exactly one: the next agent process's prewarm writes it, with reason agent_error and the
+duration up to the call's last sign of life. Live calls, and calls that ended normally, are
+left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+import telephony_agent
+from backend.backend_agent import BackendAgent
+from backend.voice import lease
+from tests.fakes.scripted_llm import CALLER, ScriptedLLM, start_call, tool, turn
+
+pytest_plugins = ["tests.conftest_agent"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A call's agent process: opens the call as the entrypoint does, saves one fact, says so, waits
+# to be killed.
+CALL_PROCESS = """
+import asyncio, sys, time
+import telephony_agent
+from backend.backend_agent import BackendAgent
+from backend.settings import Settings
+from tests.fakes.scripted_llm import ScriptedLLM
+
+async def main():
+    settings = Settings.from_env(dotenv=False)
+    backend = BackendAgent(settings=settings)
+    telephony_agent.build_agent_session(
+        session_id="dead-call", caller_id="+12025550143", backend=backend, llm=ScriptedLLM(), settings=settings
+    )
+    backend.share_information("Owes $12,000 to Chase", "debt_info", "+12025550143", session_id="dead-call")
+    print("ready", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+class Proc:  # the part of LiveKit's JobProcess that prewarm uses
+    def __init__(self) -> None:
+        self.userdata: dict = {}
+
+
+def killed_call(data_dir: Path) -> None:
+    """Run a call's agent process until it has saved a fact, then SIGKILL it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GOOGLE_"))}
+    env.update(DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT), STORE_FSYNC="0")
+    proc = subprocess.Popen([sys.executable, "-c", CALL_PROCESS], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def calls_of(backend: BackendAgent, session_id: str) -> list[dict]:
+    return [c for c in backend.store.query_calls()[0] if c["session_id"] == session_id]
+
+
+@pytest.mark.slow
+def test_prewarm_writes_the_call_log_a_killed_agent_process_never_wrote(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    killed_call(data_dir)
+    [orphan] = lease.leases(data_dir)
+    assert orphan.session_id == "dead-call"
+    assert not lease.process_alive(orphan.pid, orphan.process_start)
+    # the call's last sign of life: its last heartbeat, 42 s after the session started
+    started = datetime.fromisoformat(BackendAgent(data_dir=data_dir).store.get_session("dead-call")["started_at"])
+    os.utime(orphan.path, (started.timestamp() + 42, started.timestamp() + 42))
+
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    monkeypatch.setenv("STORE_FSYNC", "0")
+    monkeypatch.setattr(telephony_agent, "get_settings", lambda: telephony_agent.Settings.from_env(dotenv=False))
+    proc = Proc()
+    telephony_agent.prewarm(proc)  # the next agent process starts
+    backend = proc.userdata["backend"]
+
+    [log] = calls_of(backend, "dead-call")
+    assert (log["reason"], log["outcome"], log["caller_id"]) == ("agent_error", "incomplete", "+12025550143")
+    assert log["information_count"] == 1  # what the caller said before the crash is kept
+    assert log["duration_seconds"] == pytest.approx(42, abs=0.01)
+    assert backend.store.get_session("dead-call")["status"] == "completed"
+    assert lease.leases(data_dir) == []
+
+    telephony_agent.prewarm(Proc())  # another process: nothing left to close, no second log
+    assert len(calls_of(backend, "dead-call")) == 1
+
+
+async def test_a_live_call_is_left_alone(agent_backend, agent_settings):
+    start_call(agent_backend, agent_settings, ScriptedLLM(), session_id="live-call")
+    [held] = lease.leases(agent_settings.data_dir)
+    assert (held.session_id, held.caller_id, held.pid) == ("live-call", CALLER, os.getpid())
+    assert lease.orphaned(agent_settings.data_dir) == []
+    assert lease.close_orphaned_calls(agent_backend) == []
+    assert agent_backend.store.get_session("live-call")["status"] == "active"
+
+
+async def test_a_reused_pid_is_not_taken_for_the_dead_calls_process(agent_backend, agent_settings):
+    start_call(agent_backend, agent_settings, ScriptedLLM(), session_id="old-call")
+    [held] = lease.leases(agent_settings.data_dir)
+    body = json.loads(held.path.read_text())
+    body["process_start"] = "1"  # our pid, but a process that started at boot: not us
+    held.path.write_text(json.dumps(body))
+
+    [closed] = lease.close_orphaned_calls(agent_backend)
+    assert (closed["session_id"], closed["reason"]) == ("old-call", "agent_error")
+
+
+def test_an_unreadable_lease_is_skipped_not_fatal(agent_backend, agent_settings, caplog):
+    live = Path(agent_settings.data_dir) / lease.LIVE_DIR
+    live.mkdir(parents=True)
+    (live / "torn.json").write_text('{"session_id": "x", "pi')
+    assert lease.close_orphaned_calls(agent_backend) == []
+    assert "unreadable call lease torn.json" in caplog.text
+
+
+async def test_ending_a_call_releases_its_lease(agent_backend, agent_settings):
+    model = ScriptedLLM(
+        turn("Hi, this is Acme Debt Help, an AI assistant; this call is recorded."),  # the greeting
+        turn("", tool("end_call", reason="customer_not_interested")),
+        turn("Goodbye."),
+    )
+    session, agent = start_call(agent_backend, agent_settings, model)
+    assert len(lease.leases(agent_settings.data_dir)) == 1
+    await session.start(agent)
+    result = await session.run(user_input="Not interested, bye.")
+    result.expect.next_event().is_function_call(name="end_call")
+    assert lease.leases(agent_settings.data_dir) == []
+    await session.aclose()
+    assert [c["reason"] for c in calls_of(agent_backend, "sess-1")] == ["customer_not_interested"]
+
+
+async def test_a_running_call_keeps_its_lease_fresh(agent_backend, agent_settings, monkeypatch):
+    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
+    session, _agent = start_call(agent_backend, agent_settings, ScriptedLLM(), session_id="beating")
+    [held] = lease.leases(agent_settings.data_dir)
+    os.utime(held.path, (time.time() - 3600, time.time() - 3600))
+    await asyncio.sleep(0.3)
+    assert held.path.stat().st_mtime > time.time() - 5
+    session.userdata.heartbeat.cancel()
