@@ -78,9 +78,12 @@ def serve_fake_gemini(calls: int, per_call: int, gap: float, conn: Connection) -
     asyncio.run(run())
 
 
-async def drive_agent(data_dir: str, calls: int, per_call: int, fsync: bool, port: int, ca_pem: bytes) -> int:
+async def drive_agent(
+    data_dir: str, calls: int, per_call: int, fsync: bool, port: int, ca_pem: bytes, store: bool = True
+) -> int:
     """Phone calls one after the other, each built exactly as the entrypoint builds it, each
-    talking to the fake server until its tool calls are answered. Returns the records stored."""
+    talking to the fake server until its tool calls are answered. Returns the records stored
+    (with `store` False, the tool calls answered: see `one_call`)."""
     env = {"DATA_DIR": data_dir, "STORE_FSYNC": "1" if fsync else "0", "GOOGLE_API_KEY": "bench-key"}
     settings = Settings.from_env(env, dotenv=False)
     warm_up_gemini_types()  # as the worker's prewarm does
@@ -91,7 +94,7 @@ async def drive_agent(data_dir: str, calls: int, per_call: int, fsync: bool, por
     stored = 0
     for n, first in enumerate(range(0, calls, per_call)):
         expected = min(per_call, calls - first)
-        stored += await one_call(backend, settings, http_options, f"bench-call-{n}", caller_for(n), expected)
+        stored += await one_call(backend, settings, http_options, f"bench-call-{n}", caller_for(n), expected, store)
         # a LiveKit worker runs each call in a process that exits when the call ends, taking the
         # call's garbage with it; here the calls share one process, so collect between calls
         # (else one collection of many calls' cycles lands, ~100 ms, inside a later call)
@@ -100,11 +103,17 @@ async def drive_agent(data_dir: str, calls: int, per_call: int, fsync: bool, por
     return stored
 
 
-async def one_call(backend, settings, http_options, session_id: str, caller_id: str, expected: int) -> int:
+async def one_call(
+    backend, settings, http_options, session_id: str, caller_id: str, expected: int, store: bool = True
+) -> int:
     """One phone call until its `expected` tool calls are answered; returns the records it stored.
 
     Waits on LiveKit's `function_tools_executed` event rather than polling the store: a poll on
-    the agent's event loop would itself delay the tool calls being measured."""
+    the agent's event loop would itself delay the tool calls being measured.
+
+    With `store` False (the baseline), this call's tools get their store result at once, on the
+    event loop, with nothing written: what is left is LiveKit, google-genai and the loopback.
+    Returns the tool calls answered then."""
     session, agent = telephony_agent.build_agent_session(
         session_id=session_id,
         caller_id=caller_id,
@@ -112,6 +121,12 @@ async def one_call(backend, settings, http_options, session_id: str, caller_id: 
         llm=build_realtime_model(settings, http_options=http_options),
         settings=settings,
     )
+    if not store:
+
+        async def stored_at_once(method: str, **kwargs) -> dict:
+            return {"success": True, "record": {}}
+
+        session.userdata.backend_call = stored_at_once
     answered, all_answered = 0, asyncio.Event()
 
     def on_executed(ev) -> None:
@@ -126,18 +141,22 @@ async def one_call(backend, settings, http_options, session_id: str, caller_id: 
         await asyncio.wait_for(all_answered.wait(), timeout=300)
     await asyncio.sleep(0.3)  # let the last toolResponse leave and the closing speech play
     await session.aclose()
+    if not store:
+        return answered
     return backend.get_shared_information(session_id=session_id, limit=1000)["count"]
 
 
-def measure(data_dir: str, calls: int, fsync: bool, gap: float = 0.0, per_call: int = 50) -> list[float]:
-    """Latencies (seconds) of `calls` tool calls; the fake server runs in its own process so its
-    work does not share the agent's event loop."""
+def measure(
+    data_dir: str, calls: int, fsync: bool, gap: float = 0.0, per_call: int = 50, store: bool = True
+) -> dict[str, list[float]]:
+    """{call id: [toolCall sent, toolResponse received]} (seconds) of `calls` tool calls; the fake
+    server runs in its own process so its work does not share the agent's event loop."""
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(target=serve_fake_gemini, args=(calls, per_call, gap, child))
     server.start()
     try:
         port, ca_pem = parent.recv()
-        stored = asyncio.run(drive_agent(data_dir, calls, per_call, fsync, port, ca_pem))
+        stored = asyncio.run(drive_agent(data_dir, calls, per_call, fsync, port, ca_pem, store))
         parent.send("done")
         timings = parent.recv()
     finally:
@@ -278,7 +297,7 @@ def main() -> None:
         )
         timings = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call)
         ms = [(received - sent) * 1000 for sent, received in timings.values()]
-        report(ms, opts)
+        report(ms, opts, data_dir)
         if opts.stages:  # last: the hooks stay installed in this process
             clock = StageClock()
             clock.install()
@@ -286,7 +305,7 @@ def main() -> None:
             print("\n".join(clock.table(timings, pct)))
 
 
-def report(ms: list[float], opts: argparse.Namespace) -> None:
+def report(ms: list[float], opts: argparse.Namespace, data_dir: str) -> None:
     print(
         f"toolCall -> toolResponse over {len(ms)} share_information calls "
         f"(STORE_FSYNC={0 if opts.no_fsync else 1}, store at {opts.records:,} records):"
@@ -301,6 +320,15 @@ def report(ms: list[float], opts: argparse.Namespace) -> None:
         f"baseline, google-genai alone over TLS answering at once (no LiveKit, no store), {len(floor)} calls:\n"
         f"  p50 {pct(floor, 0.50):.2f} ms   p99 {pct(floor, 0.99):.2f} ms   "
         f"(the agent's p50 is {pct(ms, 0.50) / pct(floor, 0.50):.1f}x this floor)"
+    )
+    timings = measure(data_dir, opts.calls, fsync=not opts.no_fsync, gap=opts.gap, per_call=opts.per_call, store=False)
+    bare = [(received - sent) * 1000 for sent, received in timings.values()]
+    print(
+        f"baseline, the same agent with its tools given their store result at once (LiveKit, google-genai, "
+        f"loopback; no thread hop, no store), {len(bare)} calls:\n"
+        f"  p50 {pct(bare, 0.50):.2f} ms   p99 {pct(bare, 0.99):.2f} ms   "
+        f"(our store path adds {pct(ms, 0.50) - pct(bare, 0.50):+.2f} ms at p50, "
+        f"{pct(ms, 0.99) - pct(bare, 0.99):+.2f} ms at p99)"
     )
 
 
