@@ -24,10 +24,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    report = _store(args).verify()
+    from backend.backend_agent import BackendAgent
+    from backend.voice import lease
+
+    store = _store(args)
+    report = store.verify()
+    # calls whose agent process died on this machine without a call log (agents close them too)
+    closed = lease.close_orphaned_calls(BackendAgent(store=store, settings=get_settings()))
+    report["closed_calls"] = [c["session_id"] for c in closed]
     print(json.dumps(report, indent=2))
     for q in report["quarantined"]:
         print(f"quarantined {q['bytes']} bytes ({q['why']}) from byte {q['offset']} into {q['file']}", file=sys.stderr)
+    for sid in report["closed_calls"]:
+        print(f"closed call {sid}: its agent process died without a call log (agent_error)", file=sys.stderr)
     return 0 if report["healthy"] or report["repaired"] else 1
 
 

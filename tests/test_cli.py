@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from backend.store import JOURNAL, QUARANTINE, JournalStore
+from backend.voice import lease
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CALLER = "+15551234567"
@@ -90,6 +91,31 @@ def test_verify_healthy_then_repairs_and_reports(data_dir):
     assert "quarantined" in result.stderr
     assert len(list((data_dir / QUARANTINE).iterdir())) == 2
     assert json.loads(cli(data_dir, "verify").stdout)["healthy"]
+
+
+def test_verify_closes_the_calls_of_dead_agent_processes(data_dir):
+    store = JournalStore(data_dir)
+    store.start_session("crashed", CALLER)
+    store.add_information(information="Owes $12,000", category="debt_info", caller_id=CALLER, session_id="crashed")
+    store.start_session("running", "+12025550143")
+    store.close()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lease.claim(data_dir, "running", "+12025550143")  # held by this test's process: alive
+    path = lease.claim(data_dir, "crashed", CALLER)
+    body = json.loads(path.read_text()) | {"pid": int(dead.stdout), "process_start": "1"}  # exited
+    path.write_text(json.dumps(body))
+
+    result = cli(data_dir, "verify")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["closed_calls"] == ["crashed"]
+    assert "closed call crashed" in result.stderr
+    store = JournalStore(data_dir)
+    assert (store.session_call("crashed")["reason"], store.session_call("crashed")["information_count"]) == (
+        "agent_error",
+        1,
+    )
+    assert store.get_session("running")["status"] == "active"
+    assert json.loads(cli(data_dir, "verify").stdout)["closed_calls"] == []
 
 
 def test_export_to_stdout_and_file(data_dir, tmp_path):
