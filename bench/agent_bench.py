@@ -12,6 +12,11 @@ phone call (a new session each time, as in production). For each tool call the s
 it sent the `toolCall` and when the `toolResponse` arrived; the difference (LiveKit's tool
 dispatch, our tool, the store write, google-genai and the loopback both ways) is reported as
 p50 / p99 / max. Target: p99 <= 10 ms.
+
+Two baselines are measured in the same run: google-genai alone answering each toolCall at once
+(no LiveKit, no store), and the same agent with its tools given their store result at once
+(LiveKit, google-genai and the loopback; no thread hop, no store write), so the part our store
+path adds can be read off.
 """
 
 from __future__ import annotations
