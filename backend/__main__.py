@@ -29,7 +29,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     store = _store(args)
     report = store.verify()
-    # calls whose agent process died on this machine without a call log (agents close them too)
+    # calls whose agent process died without a call log (agent processes close them too)
     closed = lease.close_orphaned_calls(BackendAgent(store=store, settings=get_settings()))
     report["closed_calls"] = [c["session_id"] for c in closed]
     print(json.dumps(report, indent=2))

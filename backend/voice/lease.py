@@ -10,18 +10,20 @@ last sign of life (the lease's last heartbeat or the session's last record, whic
 A restarted worker so closes its crashed calls within seconds, and a running worker closes a
 lost job's call as soon as it starts the next job process.
 
-A process is identified by its pid and its start time (`/proc/<pid>/stat`), so a reused pid is
-not mistaken for the dead call's process. Leases of another host are left alone.
+On this host a process is identified by its pid and its start time (`/proc/<pid>/stat`), so a
+reused pid is not mistaken for the dead call's process. A lease of another host name (another
+machine sharing DATA_DIR, or this worker's container before a restart, which gets a new host
+name) is judged by its heartbeat alone: untouched for `STALE_SECONDS`, its process is gone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 
 LIVE_DIR = "live"
 HEARTBEAT_SECONDS = 15.0
+# A lease of another host untouched this long is dead: twelve missed heartbeats, and longer than
+# an outbound call's dialing (45 s ringing + 15 s to join), which holds a lease without one.
+STALE_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Lease:
     process_start: str | None
     host: str
     path: Path
+    touched: float  # the lease's modification time: the call's last heartbeat
 
 
 def _process_start(pid: int) -> str | None:
@@ -126,6 +132,7 @@ def leases(data_dir: str | os.PathLike[str]) -> list[Lease]:
                     process_start=body.get("process_start"),
                     host=str(body["host"]),
                     path=path,
+                    touched=path.stat().st_mtime,
                 )
             )
         except FileNotFoundError:
@@ -136,9 +143,13 @@ def leases(data_dir: str | os.PathLike[str]) -> list[Lease]:
 
 
 def orphaned(data_dir: str | os.PathLike[str]) -> list[Lease]:
-    """Leases of this host whose process is gone."""
-    host = socket.gethostname()
-    return [x for x in leases(data_dir) if x.host == host and not process_alive(x.pid, x.process_start)]
+    """Leases whose process is gone (see the module doc for how that is told)."""
+    host, now = socket.gethostname(), time.time()
+    return [
+        x
+        for x in leases(data_dir)
+        if (not process_alive(x.pid, x.process_start) if x.host == host else now - x.touched > STALE_SECONDS)
+    ]
 
 
 def _last_alive_duration(backend: BackendAgent, lease: Lease) -> float | None:
@@ -147,9 +158,7 @@ def _last_alive_duration(backend: BackendAgent, lease: Lease) -> float | None:
     if session is None:
         return None
     started = datetime.fromisoformat(session["started_at"]).timestamp()
-    last = started
-    with contextlib.suppress(OSError):  # released meanwhile
-        last = max(last, lease.path.stat().st_mtime)
+    last = max(started, lease.touched)
     for record in backend.get_shared_information(session_id=lease.session_id, limit=1).get("records", []):
         last = max(last, datetime.fromisoformat(record["timestamp"]).timestamp())
     return round(max(0.0, last - started), 3)
