@@ -119,6 +119,21 @@ async def test_a_reused_pid_is_not_taken_for_the_dead_calls_process(agent_backen
     assert (closed["session_id"], closed["reason"]) == ("old-call", "agent_error")
 
 
+async def test_a_lease_of_another_host_is_judged_by_its_heartbeat(agent_backend, agent_settings):
+    """Another machine sharing DATA_DIR, or this worker's container before a restart (a new host
+    name): its processes cannot be looked up here, so only a lease gone quiet is closed."""
+    for sid in ("old-container", "other-machine"):
+        start_call(agent_backend, agent_settings, ScriptedLLM(), session_id=sid)
+    for held in lease.leases(agent_settings.data_dir):
+        held.path.write_text(json.dumps(json.loads(held.path.read_text()) | {"host": "elsewhere"}))
+        if held.session_id == "old-container":  # no heartbeat for 10 minutes
+            os.utime(held.path, (time.time() - 600, time.time() - 600))
+
+    assert [c["session_id"] for c in lease.close_orphaned_calls(agent_backend)] == ["old-container"]
+    assert agent_backend.store.get_session("other-machine")["status"] == "active"
+    assert [x.session_id for x in lease.leases(agent_settings.data_dir)] == ["other-machine"]
+
+
 def test_an_unreadable_lease_is_skipped_not_fatal(agent_backend, agent_settings, caplog):
     live = Path(agent_settings.data_dir) / lease.LIVE_DIR
     live.mkdir(parents=True)
