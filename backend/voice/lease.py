@@ -1,4 +1,4 @@
-"""Calls in progress on this machine, so that a call whose agent process died without writing
+"""Calls in progress, so that a call whose agent process died without writing
 its call log (SIGKILL, the kernel's OOM killer, a crash in native code, power loss) still ends
 with exactly one.
 
@@ -25,9 +25,10 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from backend.records import epoch
 
 if TYPE_CHECKING:
     from backend.backend_agent import BackendAgent
@@ -142,14 +143,16 @@ def leases(data_dir: str | os.PathLike[str]) -> list[Lease]:
     return out
 
 
+def _gone(lease: Lease, host: str, now: float) -> bool:
+    if lease.host == host:
+        return not process_alive(lease.pid, lease.process_start)
+    return now - lease.touched > STALE_SECONDS  # another host: its processes cannot be looked up
+
+
 def orphaned(data_dir: str | os.PathLike[str]) -> list[Lease]:
     """Leases whose process is gone (see the module doc for how that is told)."""
     host, now = socket.gethostname(), time.time()
-    return [
-        x
-        for x in leases(data_dir)
-        if (not process_alive(x.pid, x.process_start) if x.host == host else now - x.touched > STALE_SECONDS)
-    ]
+    return [x for x in leases(data_dir) if _gone(x, host, now)]
 
 
 def _last_alive_duration(backend: BackendAgent, lease: Lease) -> float | None:
@@ -157,10 +160,10 @@ def _last_alive_duration(backend: BackendAgent, lease: Lease) -> float | None:
     session = backend.store.get_session(lease.session_id)
     if session is None:
         return None
-    started = datetime.fromisoformat(session["started_at"]).timestamp()
+    started = epoch(session["started_at"])
     last = max(started, lease.touched)
     for record in backend.get_shared_information(session_id=lease.session_id, limit=1).get("records", []):
-        last = max(last, datetime.fromisoformat(record["timestamp"]).timestamp())
+        last = max(last, epoch(record["timestamp"]))
     return round(max(0.0, last - started), 3)
 
 
