@@ -46,6 +46,6 @@ forwarded_allow_ips = "127.0.0.1,::1" if _settings.trust_proxy else ""
 def post_worker_init(worker):
     """The worker has loaded the app and opened its store: freeze its index out of the garbage
     collector's full collections, as the agent's prewarm does."""
-    from backend.store import freeze_loaded_heap
+    from backend.backend_agent import freeze_loaded_heap
 
     freeze_loaded_heap()

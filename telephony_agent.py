@@ -27,11 +27,12 @@ from livekit.agents import (
 )
 from livekit.agents.llm import LLM, RealtimeModel
 
-from backend.backend_agent import BackendAgent
+from backend.backend_agent import BackendAgent, freeze_loaded_heap
+from backend.calls.numbers import redact_number
+from backend.livekit.rooms import RoomHangup
 from backend.settings import Settings, get_settings
-from backend.store import freeze_loaded_heap
-from backend.voice import call, dial, lease
-from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number, masked
+from backend.voice import call, dial
+from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number
 from backend.voice.model import build_realtime_model, gemini_tls_context, warm_up_gemini_types
 from backend.voice.prompts import call_instructions, prompt, raw_prompt
 from backend.voice.tools import CallTools, Userdata
@@ -80,7 +81,7 @@ def build_agent_session(
         called_number=called_number,
         direction=direction,
         room_name=room_name,
-        hangup=call.RoomHangup.for_room(room_name, settings),
+        hangup=RoomHangup.for_room(room_name, settings),
         participant_identity=participant_identity,
         transfer_to=settings.transfer_number,
     )
@@ -123,7 +124,7 @@ async def entrypoint(ctx: JobContext) -> None:
         dict(participant.attributes) if participant else None,
         ctx.job.metadata,
     )
-    log.info("call %s from %s (%s)", session_id, masked(details.caller_id), details.direction)
+    log.info("call %s from %s (%s)", session_id, redact_number(details.caller_id), details.direction)
     session, agent = build_agent_session(
         session_id=session_id,
         caller_id=details.caller_id,
@@ -161,7 +162,8 @@ def load_backend(settings: Settings) -> BackendAgent:
 def prewarm(proc: JobProcess) -> None:
     """Once per worker process, before it takes a call: settings, the call script, the Gemini
     types' schemas and TLS context, and the store handle; then the call logs of calls whose
-    agent process died without writing one (`backend/voice/lease.py`)."""
+    agent process died without writing one (`backend/calls/leases.py`), and the opt-outs whose
+    do-not-call write failed (`BackendAgent.reconcile_opt_outs`)."""
     settings = get_settings()
     proc.userdata["settings"] = settings
     for name in PROMPTS:
@@ -170,12 +172,15 @@ def prewarm(proc: JobProcess) -> None:
     gemini_tls_context()
     proc.userdata["backend"] = backend = load_backend(settings)
     try:
-        closed = lease.close_orphaned_calls(backend)
+        closed = backend.close_orphaned_calls()
+        relisted = backend.reconcile_opt_outs()
     except Exception:  # a failed sweep must not keep the worker from taking calls
-        log.exception("could not close the calls of dead agent processes")
+        log.exception("could not close the calls of dead agent processes or list failed opt-outs")
     else:
         if closed:
             log.warning("closed %d call(s) whose agent process died without a call log", len(closed))
+        if relisted:
+            log.warning("put %d caller(s) on the do-not-call list whose opt-out had failed", len(relisted))
     if not (settings.business_name and settings.callback_number):
         log.warning("BUSINESS_NAME or CALLBACK_NUMBER is not set; the opening disclosure will be generic")
 

@@ -8,40 +8,36 @@ import logging
 import sys
 from pathlib import Path
 
-from backend.records import StoreError
+from backend.backend_agent import BackendAgent
 from backend.settings import SETTINGS_TABLE, get_settings
-from backend.store import JournalStore
+from backend.store.records import StoreError
 
 
-def _store(args: argparse.Namespace) -> JournalStore:
-    settings = get_settings()
-    return JournalStore(args.data_dir or settings.data_dir, fsync=settings.store_fsync)
+def _backend(args: argparse.Namespace) -> BackendAgent:
+    return BackendAgent(args.data_dir) if args.data_dir else BackendAgent()
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    print(json.dumps(_store(args).stats(), indent=2))
+    print(json.dumps(_backend(args).stats(), indent=2))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from backend.backend_agent import BackendAgent
-    from backend.voice import lease
-
-    store = _store(args)
-    report = store.verify()
-    # calls whose agent process died without a call log (agent processes close them too)
-    closed = lease.close_orphaned_calls(BackendAgent(store=store, settings=get_settings()))
-    report["closed_calls"] = [c["session_id"] for c in closed]
+    # also closes the calls of agent processes that died without a call log (agent processes
+    # do it too as they start), and lists opt-outs whose do-not-call write had failed
+    report = _backend(args).verify()
     print(json.dumps(report, indent=2))
     for q in report["quarantined"]:
         print(f"quarantined {q['bytes']} bytes ({q['why']}) from byte {q['offset']} into {q['file']}", file=sys.stderr)
     for sid in report["closed_calls"]:
         print(f"closed call {sid}: its agent process died without a call log (agent_error)", file=sys.stderr)
+    for sid in report["relisted_opt_outs"]:
+        print(f"session {sid}: its caller's opt-out is now on the do-not-call list", file=sys.stderr)
     return 0 if report["healthy"] or report["repaired"] else 1
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    document = _store(args).export()
+    document = _backend(args).export()
     if args.output:
         tmp = Path(args.output).with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -56,9 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import_legacy(args: argparse.Namespace) -> int:
-    from backend.legacy import import_legacy
-
-    print(json.dumps(import_legacy(_store(args), args.path), indent=2))
+    print(json.dumps(_backend(args).import_legacy(args.path), indent=2))
     return 0
 
 

@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import dashboard
 from backend.api import auth, errors, register_blueprints
+from backend.backend_agent import BackendAgent
 from backend.settings import Settings, get_settings
 from backend.store import JournalStore, Store
 
@@ -39,7 +40,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config)
     data_dir = Path(app.config["DATA_DIR"])
     app.extensions["settings"] = settings
-    app.extensions["store"] = app.config.get("STORE") or _open_store(app, settings, data_dir)
+    store = app.config.get("STORE") or _open_store(app, settings, data_dir)
+    app.extensions["backend"] = BackendAgent(store=store, settings=settings)
     app.config.setdefault("SECRET_KEY", None)
     app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or auth.secret_key(data_dir)
     auth.init_app(app, data_dir)

@@ -1,26 +1,48 @@
-"""The backend functions the voice agent calls during a call (contract section 2).
+"""The backend functions (contract section 2): the one door to the store and the call rules.
 
-Every method is synchronous, safe to call from many processes at once, and returns a
-JSON-serialisable dict. Bad input never raises: it returns
-`{"success": False, "error": "<code>", "message": "<one sentence>"}`.
+The agent, the API, the dashboard (through the API's page functions) and the CLI reach the
+store and `backend/calls/` only through `BackendAgent`; none of them opens a store or touches
+its files. Two kinds of method:
+
+- the tools and `start_session` (contract section 2) return JSON-serialisable dicts and never
+  raise for bad input: `{"success": False, "error": "<code>", "message": "<one sentence>"}`;
+- the operations the agent, API and CLI need besides (call logs with details, the opt-out, the
+  do-not-call list, outbound calls, leases, reads, verify/export) return plain values and raise
+  `StoreError` (or `CallRefused`, `InvalidPhoneNumber`), which each caller translates once at its
+  own boundary (a `ToolError`, the API's error envelope, an exit status).
+
+Every method is synchronous and safe to call from many processes at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from backend.hours import in_window, parse_calling_hours
-from backend.records import CATEGORIES, END_REASONS, StoreError, iso, utc_now
+from backend.calls import carrier, dnc, leases, outbound
+from backend.calls.hours import in_window, parse_calling_hours
 from backend.settings import Settings, get_settings
-from backend.store import JournalStore, Store
+from backend.store import JournalStore, Lease, Store, freeze_loaded_heap, open_store
+from backend.store.records import CATEGORIES, END_REASONS, Entry, StoreError, epoch, iso, utc_now
 
 log = logging.getLogger(__name__)
 
+__all__ = ["MODEL_END_REASONS", "TOOL_NAMES", "BackendAgent", "freeze_loaded_heap", "spoken_time"]
+
 MAX_LIMIT = 1000
+# The tools the model sees (contract section 4), named once for the agent, the API's
+# test_function route and the OpenAPI document.
+TOOL_NAMES = ("share_information", "get_shared_information", "end_call", "get_current_time")
+# The end reasons the model may give end_call; the others are the call's own (a hang-up, an
+# agent error, a failed transfer).
+MODEL_END_REASONS = tuple(r for r in END_REASONS if r not in ("caller_hung_up", "agent_error", "transfer_failed"))
+OPT_OUT_ATTEMPTS = 3  # a failed do-not-call write is tried again twice, 0.2 s and 0.4 s later
+OPT_OUT_RETRY_SECONDS = 0.2
 
 
 def _fail(code: str, message: str) -> dict[str, Any]:
@@ -56,9 +78,12 @@ class BackendAgent:
         settings: Settings | None = None,
     ) -> None:
         self.settings = settings or get_settings()
-        self.store = store or JournalStore(
-            data_dir if data_dir is not None else self.settings.data_dir, fsync=self.settings.store_fsync
-        )
+        if store is not None:
+            self.store = store
+        elif data_dir is not None:
+            self.store = JournalStore(data_dir, fsync=self.settings.store_fsync)
+        else:
+            self.store = open_store(self.settings)
 
     def close(self) -> None:
         self.store.close()
@@ -116,17 +141,21 @@ class BackendAgent:
         caller_id: str,
         duration_seconds: float | None = None,
         session_id: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Write the session's call log (once); `details` (a transfer's or a dial's SIP status)
+        go into it. Writing it releases the call's lease."""
         if not isinstance(reason, str) or reason not in END_REASONS:
             return _fail("invalid_reason", f"Reason must be one of: {', '.join(END_REASONS)}.")
         try:
             caller = _text(caller_id, "caller_id", max_len=64)
             sid = _text(session_id, "session_id", required=False)
             call, already = self.store.end_session(
-                reason=reason, caller_id=caller, session_id=sid, duration_seconds=duration_seconds
+                reason=reason, caller_id=caller, session_id=sid, duration_seconds=duration_seconds, details=details
             )
         except StoreError as exc:
             return _failure(exc)
+        self.store.drop_lease(call["session_id"])
         result: dict[str, Any] = {"success": True, "call": call}
         if already:
             result["already_ended"] = True
@@ -179,3 +208,229 @@ class BackendAgent:
         if not created:
             result["already_started"] = True
         return result
+
+    # ---- call leases: a call in progress until its call log is written ----------------------
+    def claim_lease(self, session_id: str, caller_id: str) -> bool:
+        """Mark the call as in progress in this process (`backend/calls/leases.py`); False (and
+        a warning) when the store cannot keep it: the call goes on without one."""
+        try:
+            self.store.put_lease(leases.this_process(session_id, caller_id))
+        except (OSError, StoreError) as exc:
+            log.warning("session %s: no lease (%s); a crash would leave it without a call log", session_id, exc)
+            return False
+        return True
+
+    def touch_lease(self, session_id: str) -> None:
+        self.store.touch_lease(session_id)
+
+    def release_lease(self, session_id: str) -> None:
+        self.store.drop_lease(session_id)
+
+    def close_orphaned_calls(self) -> list[dict[str, Any]]:
+        """Write the call log of every call whose agent process died without one; returns the logs
+        written. Safe in many processes at once: the store keeps one call log per session."""
+        closed = []
+        for lease in leases.orphaned(self.store.leases()):
+            result = self.end_call(
+                reason="agent_error",
+                caller_id=lease.caller_id,
+                duration_seconds=self._last_alive_duration(lease),
+                session_id=lease.session_id,
+            )
+            if not result.get("success"):
+                log.error("could not close the orphaned call %s: %s", lease.session_id, result.get("message"))
+                continue
+            if not result.get("already_ended"):
+                closed.append(result["call"])
+                log.warning(
+                    "closed call %s: its agent process (pid %d) died without a call log", lease.session_id, lease.pid
+                )
+        return closed
+
+    def _last_alive_duration(self, lease: Lease) -> float | None:
+        """Seconds from the session's start to its last sign of life, or None if it never started."""
+        session = self.store.get_session(lease.session_id)
+        if session is None:
+            return None
+        started = epoch(session["started_at"])
+        last = max(started, lease.touched)
+        newest, _more = self.store.query_information(session_id=lease.session_id, limit=1)
+        for record in newest:
+            last = max(last, epoch(record["timestamp"]))
+        return round(max(0.0, last - started), 3)
+
+    # ---- the do-not-call list -----------------------------------------------------------------
+    def opt_out(self, caller_id: str, session_id: str | None = None) -> dict[str, Any]:
+        """Put a caller who opted out on the do-not-call list, retrying a failed write twice.
+        `{"success": true, "created": bool}`, or the failure (`no_phone_number` for a caller
+        without one, `store_unavailable` when the list could not be written: logged at ERROR,
+        and `reconcile_opt_outs` lists the number on the next start from the call log)."""
+        for attempt in range(OPT_OUT_ATTEMPTS):
+            try:
+                _entry, created = dnc.add(self.store, caller_id, source="opt_out", session_id=session_id)
+                return {"success": True, "created": created}
+            except dnc.InvalidPhoneNumber:
+                return _fail("no_phone_number", "The caller has no phone number to put on the do-not-call list.")
+            except StoreError as exc:
+                failure = exc
+                if attempt + 1 < OPT_OUT_ATTEMPTS:
+                    time.sleep(OPT_OUT_RETRY_SECONDS * (attempt + 1))
+        log.error("opt-out of session %s NOT saved on the do-not-call list: %s", session_id, failure.message)
+        return _failure(failure)
+
+    def reconcile_opt_outs(self) -> list[str]:
+        """List every caller whose call ended `do_not_call_request` but who is not on the list
+        (the opt-out write failed during the call); returns the sessions repaired."""
+        repaired = []
+        before = None
+        while True:
+            calls, more = self.store.query_calls(
+                outcome=END_REASONS["do_not_call_request"], limit=500, before_seq=before
+            )
+            for call in calls:
+                if call["reason"] == "do_not_call_request" and not dnc.contains(self.store, call["caller_id"]):
+                    try:
+                        dnc.add(self.store, call["caller_id"], source="opt_out_retry", session_id=call["session_id"])
+                    except dnc.InvalidPhoneNumber:
+                        continue
+                    log.warning(
+                        "do-not-call: listed the caller of session %s, whose opt-out had failed", call["session_id"]
+                    )
+                    repaired.append(call["session_id"])
+            if not more:
+                return repaired
+            before = calls[-1]["seq"]
+
+    def on_do_not_call_list(self, number: str) -> bool:
+        return dnc.contains(self.store, number)
+
+    def do_not_call_list(self) -> list[dict[str, Any]]:
+        return dnc.listed(self.store)
+
+    def add_to_do_not_call(self, number: str, *, source: str, note: str | None = None) -> tuple[dict[str, Any], bool]:
+        """(entry, created); raises InvalidPhoneNumber."""
+        return dnc.add(self.store, number, source=source, note=note)
+
+    def remove_from_do_not_call(self, number: str, *, by: str, reason: str | None = None) -> dict[str, Any] | None:
+        return dnc.remove(self.store, number, by=by, reason=reason)
+
+    # ---- outbound calls -----------------------------------------------------------------------
+    def place_call(self, raw_number: Any, *, requested_by: str = "api") -> dict[str, Any]:
+        """`POST /api/calls`: the gates in the contract's order, the queued record, the agent
+        dispatch. Raises `outbound.CallRefused`. LiveKit is loaded only here."""
+        from backend.livekit import dispatch
+
+        return dispatch.place_call(self.store, self.settings, raw_number, requested_by=requested_by)
+
+    def outbound_call(self, call_id: str) -> dict[str, Any] | None:
+        return outbound.call_view(self.store, call_id)
+
+    def record_dial(self, call_id: str, state: str | None, **data: Any) -> None:
+        """An outbound call's progress as the agent dials (`dialing`, `answered`, `failed`, `completed`)."""
+        outbound.record_state(self.store, call_id, state, **data)
+
+    def record_carrier_status(self, form: dict[str, str], call_id: str | None) -> dict[str, Any]:
+        """Twilio's CallStatus callback (signature already checked); raises InvalidRecord."""
+        return carrier.record_twilio_status(self.store, form, call_id)
+
+    # ---- reads for the API and the dashboard ----------------------------------------------------
+    def query_information(
+        self,
+        *,
+        categories: Iterable[str] | None = None,
+        caller_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        limit: int = 100,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[Entry], bool]:
+        """Records newest first (oldest first after `after_seq`) and whether more match."""
+        return self.store.query_information(
+            categories=categories,
+            caller_id=caller_id,
+            session_id=session_id,
+            since=since,
+            until=until,
+            text=text,
+            limit=limit,
+            before_seq=before_seq,
+            after_seq=after_seq,
+        )
+
+    def query_sessions(
+        self,
+        *,
+        status: str | None = None,
+        caller_id: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        before_seq: int | None = None,
+    ) -> tuple[list[Entry], int | None]:
+        """Sessions newest first, and the seq to continue before (None at the end)."""
+        return self.store.query_sessions(
+            status=status,
+            caller_id=caller_id,
+            outcome=outcome,
+            since=since,
+            until=until,
+            limit=limit,
+            before_seq=before_seq,
+        )
+
+    def query_calls(
+        self,
+        *,
+        caller_id: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        before_seq: int | None = None,
+    ) -> tuple[list[Entry], bool]:
+        """Call logs newest first, and whether more match."""
+        return self.store.query_calls(
+            caller_id=caller_id, outcome=outcome, since=since, until=until, limit=limit, before_seq=before_seq
+        )
+
+    def session(self, session_id: str) -> tuple[Entry, list[Entry], Entry | None] | None:
+        """(session, its records oldest first, its call log or None), or None when unknown."""
+        session = self.store.get_session(session_id)
+        if session is None:
+            return None
+        return session, self.store.session_information(session_id), self.store.session_call(session_id)
+
+    def summary(self, recent: int = 10) -> dict[str, Any]:
+        return self.store.summary(recent=recent)
+
+    def count_calls(self, since: float) -> tuple[int, int]:
+        return self.store.count_calls(since)
+
+    def active_sessions(self) -> list[Entry]:
+        return self.store.active_sessions()
+
+    def last_seq(self) -> int:
+        return self.store.last_seq()
+
+    # ---- the command line -----------------------------------------------------------------------
+    def verify(self) -> dict[str, Any]:
+        """Check and repair the store, close the calls of dead agent processes, list failed opt-outs."""
+        report = self.store.verify()
+        report["closed_calls"] = [c["session_id"] for c in self.close_orphaned_calls()]
+        report["relisted_opt_outs"] = self.reconcile_opt_outs()
+        return report
+
+    def export(self) -> dict[str, Any]:
+        return self.store.export()
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.stats()
+
+    def import_legacy(self, path: str) -> dict[str, Any]:
+        from backend.store.legacy import import_legacy
+
+        return import_legacy(self.store, path)

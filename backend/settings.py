@@ -7,8 +7,11 @@ lists it, and `python -m backend settings` prints it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 # (name, default, help). None means "not set".
 SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
@@ -133,22 +136,6 @@ class Settings:
             log_level=raw["LOG_LEVEL"].upper(),
         )
 
-    def redacted(self) -> dict[str, object]:
-        """Settings as a dict with secrets masked, for printing."""
-        secret = {
-            "secret_key",
-            "api_tokens",
-            "google_api_key",
-            "livekit_api_secret",
-            "twilio_auth_token",
-            "sip_password",
-        }
-        out: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = "***" if (f.name in secret and value) else str(value) if value is not None else None
-        return out
-
 
 def load_dotenv_file(path: str | os.PathLike[str] = ".env") -> None:
     """Load `path` into the environment without overriding variables already set."""
@@ -158,6 +145,33 @@ def load_dotenv_file(path: str | os.PathLike[str] = ".env") -> None:
         load_dotenv(path, override=False)
 
 
+_current: Settings | None = None
+
+
 def get_settings() -> Settings:
-    """Settings for this process (read each call: cheap, and tests may change the environment)."""
-    return Settings.from_env()
+    """This process's settings: read from the environment (and `.env`) once, then the same
+    frozen object on every call. Tests change them with `override_settings`."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+@contextmanager
+def override_settings(settings: Settings | None = None, **changes: Any) -> Iterator[Settings]:
+    """Within the block, `get_settings()` answers `settings` (default: read the environment
+    afresh) with `changes` applied (e.g. `data_dir=tmp`); the process's own settings after it."""
+    global _current
+    before = _current
+    _current = replace(settings or Settings.from_env(), **changes)
+    try:
+        yield _current
+    finally:
+        _current = before
+
+
+def reload_settings() -> Settings:
+    """Forget the settings read so far and read the environment again (tests that set variables)."""
+    global _current
+    _current = None
+    return get_settings()

@@ -14,8 +14,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from backend.records import CATEGORIES, END_REASONS, iso
 from backend.store import JOURNAL, _dumps, _ordered
+from backend.store.records import CATEGORIES, END_REASONS, iso
 
 FACTS = {
     "contact_details": ("Caller's name is Pat Doe", {"full_name": "Pat Doe"}),

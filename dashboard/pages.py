@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from backend.api.data import calls_page, information_page, session_detail, sessions_page, summary_page
 from backend.api.errors import ApiError
 from backend.api.params import CallParams, InformationParams, SessionParams
-from backend.records import CATEGORIES, epoch
-from backend.store import Store
+from backend.backend_agent import BackendAgent as Store
+from backend.store.records import CATEGORIES, epoch
 from dashboard import formatting as fmt
 from dashboard.query import ViewFilters, start_of_today
 
@@ -126,16 +126,15 @@ def session_page(store: Store, session_id: str) -> dict[str, Any] | None:
 def session_changes(store: Store, session_id: str, after_seq: int) -> dict[str, Any] | None:
     """What changed on one call since `after_seq`: its new records, its state and call log."""
     last_seq = store.last_seq()
-    session = store.get_session(session_id)
-    if session is None:
+    found = store.session(session_id)
+    if found is None:
         return None
+    session, everything, call = found
     out: dict[str, Any] = {"last_seq": last_seq, "session": shown(session), "changed": last_seq > after_seq}
     if not out["changed"]:
         return out
     page = information_page(store, InformationParams(session_id=session_id, after_seq=after_seq, limit=LIVE_RECORDS))
     records = page["information"]
-    everything = store.session_information(session_id) if records else []
-    call = store.session_call(session_id)
     return {
         **out,
         "records": [shown(r) for r in records],

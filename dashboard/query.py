@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.api.errors import ApiError
 from backend.api.params import CallParams, InformationParams, decode_cursor
-from backend.records import CATEGORIES, OUTCOMES, iso
+from backend.store.records import CATEGORIES, OUTCOMES, iso
 from dashboard.formatting import normalize_phone
 
 MAX_TEXT = 200

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from backend.api import get_store
+from backend.api import get_backend
 from backend.api.data import information_page
 from backend.api.formats import csv_response
-from backend.records import CATEGORIES, OUTCOMES
+from backend.store.records import CATEGORIES, OUTCOMES
 from dashboard import login, pages
 from dashboard.query import ViewFilters, parse_filters, zone_named
 
@@ -72,14 +72,14 @@ def view_filters() -> ViewFilters:
 @bp.get("/")
 def overview():
     f = view_filters()
-    data = pages.overview(get_store(), f, viewer_zone())
+    data = pages.overview(get_backend(), f, viewer_zone())
     live_query = url_for("dashboard.live", **f.url_args(cursor=None, calls_cursor=None))
     return render_template("dashboard/overview.html", data=data, f=f, live_query=live_query)
 
 
 @bp.get("/sessions/<path:session_id>")
 def session(session_id: str):
-    data = pages.session_page(get_store(), session_id)
+    data = pages.session_page(get_backend(), session_id)
     if data is None:
         return render_template("dashboard/not_found.html", session_id=session_id), 404
     live_query = url_for("dashboard.live", session_id=session_id)
@@ -94,11 +94,11 @@ def live():
         return jsonify({"error": {"code": "invalid_after_seq", "message": "after_seq must be a whole number."}}), 400
     session_id = request.args.get("session_id")
     if session_id:
-        data = pages.session_changes(get_store(), session_id, int(after))
+        data = pages.session_changes(get_backend(), session_id, int(after))
         if data is None:
             return jsonify({"error": {"code": "session_not_found", "message": "There is no such call."}}), 404
     else:
-        data = pages.overview_changes(get_store(), view_filters(), viewer_zone(), int(after))
+        data = pages.overview_changes(get_backend(), view_filters(), viewer_zone(), int(after))
     return jsonify(data)
 
 
@@ -110,7 +110,7 @@ def export_csv():
 
 
 def _all_records(f: ViewFilters) -> Iterator[dict]:
-    store, sent, params = get_store(), 0, f.information_params(EXPORT_PAGE)
+    store, sent, params = get_backend(), 0, f.information_params(EXPORT_PAGE)
     while sent < EXPORT_MAX:
         page = information_page(store, params)
         yield from page["information"]

@@ -10,7 +10,7 @@ import ssl
 import pytest
 
 import telephony_agent
-from backend.records import CATEGORIES
+from backend.store.records import CATEGORIES
 from backend.voice import call
 from backend.voice.model import build_realtime_model, gemini_tls_context
 from tests.fakes.gemini_live import speech, tool_call

@@ -24,7 +24,7 @@ from backend.api.openapi import openapi_document
 from backend.api.params import encode_cursor
 from backend.api_server import create_app
 from backend.backend_agent import BackendAgent
-from backend.records import StoreUnavailable
+from backend.store.records import StoreUnavailable
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

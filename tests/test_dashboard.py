@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from backend.api_server import create_app
-from backend.records import iso
 from backend.store import MemoryStore
+from backend.store.records import iso
 from dashboard import formatting, views
 
 TOKEN = "dash-token-123"

@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from backend.records import StoreError, StoreUnavailable
 from backend.store import JOURNAL, QUARANTINE, SNAPSHOT, JournalStore
+from backend.store.records import StoreError, StoreUnavailable
 
 CALLER = "+15551234567"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,7 +161,7 @@ def test_read_only_folder_gives_store_unavailable(data_dir):
         f"""
         import json, os
         from backend.backend_agent import BackendAgent
-        from backend.records import StoreError
+        from backend.store.records import StoreError
         os.setgid(65534); os.setuid(65534)  # now the folder is read-only for this process
         try:
             agent = BackendAgent()

@@ -11,8 +11,8 @@ import typing
 
 import pytest
 
-from backend.records import CATEGORIES, END_REASONS, SCHEMA_DIR
 from backend.settings import Settings
+from backend.store.records import CATEGORIES, END_REASONS, SCHEMA_DIR
 from backend.voice.prompts import PROMPT_DIR, placeholders, prompt, raw_prompt, script_values
 from backend.voice.tools import TOOL_NAMES, CallTools, InformationFields
 

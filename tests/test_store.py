@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.records import CATEGORIES, END_REASONS, StoreError
+from backend.store.records import CATEGORIES, END_REASONS, StoreError
 
 CALLER = "+15551234567"
 
@@ -179,7 +179,7 @@ def test_after_seq_returns_newer_records_in_write_order(store):
 
 
 def test_since_until_filter_by_timestamp(store):
-    from backend.records import epoch
+    from backend.store.records import epoch
 
     first, _ = add(store, text="first", session_id="s1")
     t = epoch(first["timestamp"])

@@ -8,8 +8,8 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.records import CATEGORIES, fast_validator, validator
 from backend.store import JournalStore, MemoryStore
+from backend.store.records import CATEGORIES, fast_validator, validator
 
 callers = st.sampled_from(["+15550000001", "+15550000002", "+15550000003"])
 sessions = st.sampled_from(["a", "b", "c", "d"])

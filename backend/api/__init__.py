@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from backend.store import Store
+from backend.backend_agent import BackendAgent
 
 
-def get_store() -> Store:
-    """The app's one store (opened by `create_app`)."""
-    return current_app.extensions["store"]
+def get_backend() -> BackendAgent:
+    """The app's backend functions over its one store (opened by `create_app`)."""
+    return current_app.extensions["backend"]
 
 
 def register_blueprints(app: Flask) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from backend.api import get_store
+from backend.api import get_backend
 from backend.api.auth import require_token
 from backend.api.data import calls_page
 from backend.api.params import call_params
@@ -15,4 +15,4 @@ bp.before_request(require_token)
 
 @bp.get("/calls")
 def calls():
-    return calls_page(get_store(), call_params(request.args))
+    return calls_page(get_backend(), call_params(request.args))

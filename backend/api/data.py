@@ -1,5 +1,6 @@
 """The data of every page, built once: the API renders it as JSON (or NDJSON / CSV), the
-dashboard as HTML. Each function takes the store and parsed parameters and returns a dict."""
+dashboard as HTML. Each function takes the backend functions and parsed parameters and returns
+a dict."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from typing import Any
 
 from backend.api.errors import ApiError
 from backend.api.params import CallParams, InformationParams, SessionParams, encode_cursor
-from backend.store import Store
+from backend.backend_agent import BackendAgent
 
 
-def information_page(store: Store, p: InformationParams) -> dict[str, Any]:
+def information_page(backend: BackendAgent, p: InformationParams) -> dict[str, Any]:
     """`{"information": [records], "count": n, "next_cursor": str|None}`, newest first; with
     `after_seq`, in write order plus `"next_after_seq"` (the `after_seq` of the next pull)."""
-    records, more = store.query_information(
+    records, more = backend.query_information(
         categories=p.categories,
         caller_id=p.caller_id,
         session_id=p.session_id,
@@ -34,9 +35,9 @@ def information_page(store: Store, p: InformationParams) -> dict[str, Any]:
     return page
 
 
-def sessions_page(store: Store, p: SessionParams) -> dict[str, Any]:
+def sessions_page(backend: BackendAgent, p: SessionParams) -> dict[str, Any]:
     """`{"sessions": [sessions newest first], "next_cursor": str|None}`."""
-    sessions, next_before = store.query_sessions(
+    sessions, next_before = backend.query_sessions(
         status=p.status,
         caller_id=p.caller_id,
         outcome=p.outcome,
@@ -49,21 +50,18 @@ def sessions_page(store: Store, p: SessionParams) -> dict[str, Any]:
     return {"sessions": sessions, "next_cursor": cursor}
 
 
-def session_detail(store: Store, session_id: str) -> dict[str, Any]:
+def session_detail(backend: BackendAgent, session_id: str) -> dict[str, Any]:
     """`{"session", "information": [oldest first], "call": call|None}`; ApiError 404 if unknown."""
-    session = store.get_session(session_id)
-    if session is None:
+    found = backend.session(session_id)
+    if found is None:
         raise ApiError(404, "session_not_found", "There is no session with that id.")
-    return {
-        "session": session,
-        "information": store.session_information(session_id),
-        "call": store.session_call(session_id),
-    }
+    session, information, call = found
+    return {"session": session, "information": information, "call": call}
 
 
-def calls_page(store: Store, p: CallParams) -> dict[str, Any]:
+def calls_page(backend: BackendAgent, p: CallParams) -> dict[str, Any]:
     """`{"calls": [call logs newest first], "next_cursor": str|None}`."""
-    calls, more = store.query_calls(
+    calls, more = backend.query_calls(
         caller_id=p.caller_id,
         outcome=p.outcome,
         since=p.since,
@@ -75,7 +73,7 @@ def calls_page(store: Store, p: CallParams) -> dict[str, Any]:
     return {"calls": calls, "next_cursor": cursor}
 
 
-def summary_page(store: Store, recent: int = 10) -> dict[str, Any]:
+def summary_page(backend: BackendAgent, recent: int = 10) -> dict[str, Any]:
     """Totals, counts by category and outcome, the `recent` newest records and call logs, and
     `last_seq` (the newest seq written, for following the store with `after_seq`)."""
-    return store.summary(recent=recent)
+    return backend.summary(recent=recent)

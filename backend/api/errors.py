@@ -13,7 +13,7 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from backend.records import StoreError, StoreUnavailable
+from backend.store.records import InvalidRecord, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ def _http_error(exc: HTTPException):
 
 
 def _store_error(exc: StoreError):
+    if isinstance(exc, InvalidRecord):  # the request's data broke a record rule
+        return _api_error(ApiError(400, exc.code, exc.message))
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable: %s", exc.message)
         error = ApiError(503, exc.code, exc.message, {"Retry-After": "1"})

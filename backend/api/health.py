@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from backend.api import get_store
+from backend.api import get_backend
 from backend.api.openapi import openapi_document
 
 bp = Blueprint("api_health", __name__, url_prefix="/api")
@@ -12,7 +12,7 @@ bp = Blueprint("api_health", __name__, url_prefix="/api")
 
 @bp.get("/health")
 def health():
-    get_store().last_seq()  # the store answers (a StoreUnavailable becomes 503)
+    get_backend().last_seq()  # the store answers (a StoreUnavailable becomes 503)
     return {"status": "ok"}
 
 

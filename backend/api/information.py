@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, request
 
-from backend.api import get_store
+from backend.api import get_backend
 from backend.api.auth import require_token
 from backend.api.data import information_page
 from backend.api.formats import csv_response, ndjson_response
@@ -20,7 +20,7 @@ bp.before_request(require_token)
 @bp.get("/information")
 def information():
     params = information_params(request.args)
-    page = information_page(get_store(), params)
+    page = information_page(get_backend(), params)
     if params.format == "json":
         return page
     headers = {"X-Count": str(page["count"])}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from werkzeug.datastructures import MultiDict
 
 from backend.api.errors import ApiError
-from backend.records import CATEGORIES, OUTCOMES
+from backend.store.records import CATEGORIES, OUTCOMES
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -2,8 +2,8 @@
 do-not-call list (`GET, POST, DELETE /api/dnc`) and Twilio's status callback
 (`POST /api/webhooks/twilio/status`, checked by Twilio's signature instead of a bearer token).
 
-The rules live in `backend.outbound` and `backend.dnc`; this module turns HTTP into calls of
-them and their refusals into the API's error envelope.
+The rules live in `backend/calls/` behind the backend functions; this module turns HTTP into
+calls of them and their refusals into the API's error envelope.
 """
 
 from __future__ import annotations
@@ -14,19 +14,17 @@ from flask import Blueprint, current_app, request
 from twilio.request_validator import RequestValidator
 from werkzeug.urls import iri_to_uri
 
-from backend import dnc, outbound
-from backend.api import get_store
+from backend.api import get_backend
 from backend.api.auth import require_token
 from backend.api.errors import ApiError
+from backend.calls.numbers import InvalidPhoneNumber
+from backend.calls.outbound import CallRefused
 from backend.settings import Settings
-from backend.sip import InvalidPhoneNumber, normalize_e164
-from backend.store import Store
 
 bp = Blueprint("api_sip", __name__, url_prefix="/api")
 bp.before_request(require_token)
 webhook_bp = Blueprint("api_twilio_webhook", __name__, url_prefix="/api/webhooks")  # no bearer token
 
-TWILIO_KIND = "twilio_status"
 MAX_NOTE = 500
 
 
@@ -57,10 +55,8 @@ def _note(value: Any, name: str) -> str | None:
 def place_call():
     body = _body({"phone_number"})
     try:
-        call = outbound.place_call(
-            get_store(), _settings(), body.get("phone_number"), lock_dir=current_app.config["DATA_DIR"]
-        )
-    except outbound.CallRefused as exc:
+        call = get_backend().place_call(body.get("phone_number"))
+    except CallRefused as exc:
         headers = {"Retry-After": "30"} if exc.status in (429, 503) else {}
         raise ApiError(exc.status, exc.code, exc.message, headers) from None
     return call, 202, {"Location": f"/api/calls/{call['id']}"}
@@ -68,7 +64,7 @@ def place_call():
 
 @bp.get("/calls/<call_id>")
 def call_state(call_id: str):
-    view = outbound.call_view(get_store(), call_id)
+    view = get_backend().outbound_call(call_id)
     if view is None:
         raise ApiError(404, "not_found", "There is no outbound call with this id.")
     return view
@@ -91,7 +87,7 @@ def _query_number() -> str:
 def dnc_list():
     if request.args:
         raise ApiError(400, "unknown_parameter", "This route takes no parameters.")
-    entries = dnc.listed(get_store())
+    entries = get_backend().do_not_call_list()
     return {"dnc": entries, "count": len(entries)}
 
 
@@ -100,7 +96,7 @@ def dnc_add():
     body = _body({"phone_number", "note"})
     note = _note(body.get("note"), "note")
     try:
-        entry, created = dnc.add(get_store(), body.get("phone_number") or "", source="api", note=note)
+        entry, created = get_backend().add_to_do_not_call(body.get("phone_number") or "", source="api", note=note)
     except InvalidPhoneNumber as exc:
         raise ApiError(400, "invalid_phone_number", str(exc)) from None
     return {"entry": entry, "created": created}, 201 if created else 200
@@ -111,7 +107,7 @@ def dnc_remove():
     raw = _query_number()
     reason = _note(request.args.get("reason"), "reason")
     who = f"api ({request.remote_addr or 'unknown address'})"
-    removed = dnc.remove(get_store(), raw, by=who, reason=reason)
+    removed = get_backend().remove_from_do_not_call(raw, by=who, reason=reason)
     if removed is None:
         raise ApiError(404, "not_listed", "This number is not on the do-not-call list.")
     return {"removed": removed}
@@ -136,58 +132,9 @@ def _check_signature(settings: Settings) -> None:
         raise ApiError(403, "invalid_signature", "The X-Twilio-Signature header does not match this request.")
 
 
-def _customer_number(form: Any) -> str | None:
-    direction = form.get("Direction", "")
-    raw = form.get("To") if direction.startswith("outbound") else form.get("From")
-    raw = (raw or "").removeprefix("sip:").split("@")[0]
-    try:
-        return normalize_e164(raw)
-    except InvalidPhoneNumber:
-        return None
-
-
-def _session_for(store: Store, number: str | None) -> str | None:
-    """The caller's active session, else their latest one."""
-    if number is None:
-        return None
-    active = [s for s in store.active_sessions() if s["caller_id"] == number]
-    if active:
-        return max(active, key=lambda s: s["started_at"])["session_id"]
-    sessions, _next = store.query_sessions(caller_id=number, limit=1)
-    return sessions[0]["session_id"] if sessions else None
-
-
-def record_twilio_status(store: Store, form: Any, call_id: str | None) -> dict[str, Any]:
-    """Record a CallStatus change on the matching outbound call / session; a repeat (Twilio
-    retries) of the status already recorded for that CallSid writes nothing."""
-    sid, status = form.get("CallSid", ""), form.get("CallStatus", "")
-    if not (0 < len(sid) <= 64 and 0 < len(status) <= 32):
-        raise ApiError(400, "invalid_callback", "CallSid and CallStatus are required.")
-    call = outbound.call_view(store, call_id) if call_id else None
-    session_id = (call or {}).get("session_id") or _session_for(store, _customer_number(form))
-    key = session_id or f"callsid:{sid}"
-    earlier = [e["data"]["call_status"] for e in store.events(TWILIO_KIND, key) if e["data"].get("call_sid") == sid]
-    changed = not earlier or earlier[-1] != status
-    if changed:
-        data = {
-            "call_sid": sid,
-            "call_status": status,
-            "direction": form.get("Direction") or None,
-            "sip_response_code": form.get("SipResponseCode") or None,
-            "call_duration": form.get("CallDuration") or None,
-            "sequence_number": form.get("SequenceNumber") or None,
-            "session_id": session_id,
-            "call_id": call["id"] if call else None,
-        }
-        store.append_event(TWILIO_KIND, key, {k: v for k, v in data.items() if v is not None})
-        if call:
-            outbound.record_state(store, call["id"], None, twilio_status=status, call_sid=sid)
-    return {"recorded": changed, "session_id": session_id, "call_id": call["id"] if call else None}
-
-
 @webhook_bp.post("/twilio/status")
 def twilio_status():
     settings = _settings()
     _check_signature(settings)
     call_id = request.args.get("call_id") or None
-    return record_twilio_status(get_store(), request.form, call_id)
+    return get_backend().record_carrier_status(request.form.to_dict(), call_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from backend.api import get_store
+from backend.api import get_backend
 from backend.api.auth import require_token
 from backend.api.data import summary_page
 from backend.api.errors import ApiError
@@ -17,4 +17,4 @@ bp.before_request(require_token)
 def summary():
     if request.args:
         raise ApiError(400, "unknown_parameter", "This route takes no parameters.")
-    return summary_page(get_store())
+    return summary_page(get_backend())

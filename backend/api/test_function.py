@@ -11,14 +11,16 @@ import inspect
 import types
 import typing
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
-from backend.api import get_store
+from backend.api import get_backend
 from backend.api.auth import require_token
 from backend.api.errors import ApiError
-from backend.backend_agent import BackendAgent
+from backend.backend_agent import TOOL_NAMES
 
-FUNCTIONS = ("share_information", "get_shared_information", "end_call", "get_current_time")
+FUNCTIONS = TOOL_NAMES
+# what the agent passes from the call itself, not an argument anybody else gives
+NOT_ARGUMENTS = frozenset({"details"})
 
 bp = Blueprint("api_test_function", __name__, url_prefix="/api")
 bp.before_request(require_token)
@@ -42,7 +44,7 @@ def _accepts(hint: object, value: object) -> bool:
 def _arguments(method, arguments: dict) -> dict:
     signature = inspect.signature(method)
     hints = typing.get_type_hints(method)
-    unknown = sorted(set(arguments) - set(signature.parameters))
+    unknown = sorted(set(arguments) - (set(signature.parameters) - NOT_ARGUMENTS))
     if unknown:
         raise ApiError(400, "unknown_argument", f"Unknown argument(s): {', '.join(unknown)}.")
     missing = [n for n, p in signature.parameters.items() if p.default is p.empty and n not in arguments]
@@ -71,7 +73,7 @@ def _body() -> tuple[str, dict]:
 @bp.post("/test_function")
 def test_function():
     function, arguments = _body()
-    agent = BackendAgent(store=get_store(), settings=current_app.extensions["settings"])
+    agent = get_backend()
     method = getattr(agent, function)
     result = method(**_arguments(method, arguments))
     return result, 200 if result.get("success") else 400

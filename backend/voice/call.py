@@ -16,74 +16,35 @@ reports the transfer successful, else `transfer_failed`, after which the agent s
 will call back. Exactly one call log either way, also when the caller hangs up mid-transfer.
 
 An opt-out (`do_not_call_request`, or a fact saved with `opt_out` = true) puts the caller's
-number on the do-not-call list (`backend.dnc`).
+number on the do-not-call list (`BackendAgent.opt_out`, which retries). An opt-out that could not
+be saved is never confirmed to the caller: the tool tells the model so, the failure is logged at
+ERROR, the call log keeps `do_not_call_request`, and the next agent start lists the number from
+that call log (`BackendAgent.reconcile_opt_outs`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from livekit import api
 from livekit.agents import AgentSession, CloseEvent, CloseReason, ErrorEvent, llm
 
-from backend import dnc, sip
-from backend.records import StoreError
-from backend.voice import lease
+from backend.calls.leases import HEARTBEAT_SECONDS
+from backend.livekit.rooms import TRANSFER_TIMEOUT
 from backend.voice.prompts import prompt
+from backend.voice.state import Userdata
 
 if TYPE_CHECKING:
     from livekit.agents.voice.events import SpeechCreatedEvent
     from livekit.agents.voice.speech_handle import SpeechHandle
 
-    from backend.settings import Settings
-    from backend.voice.tools import Userdata
-
 log = logging.getLogger(__name__)
 
 GOODBYE_TIMEOUT = 5.0  # seconds to wait for a realtime model's spoken reply to end_call
 DRAIN_TIMEOUT = 5.0  # seconds to wait for in-flight store writes before the final call log
-TRANSFER_TIMEOUT = 60.0  # seconds LiveKit may take to report a SIP REFER's result
 CALLBACK_SPEECH_TIMEOUT = 15.0  # seconds to wait for "a specialist will call you back" to play
 TRANSFER_REASON = "customer_qualified_transfer"
-
-
-@dataclass(frozen=True)
-class RoomHangup:
-    """How to hang up a call: delete its LiveKit room through the server API (Twirp)."""
-
-    room_name: str
-    url: str
-    api_key: str
-    api_secret: str
-
-    @classmethod
-    def for_room(cls, room_name: str | None, settings: Settings) -> RoomHangup | None:
-        """The hang-up of `room_name`, or None without a room or LiveKit credentials (console)."""
-        if not (room_name and settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret):
-            return None
-        return cls(room_name, settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret)
-
-    async def delete_room(self) -> None:
-        async with api.LiveKitAPI(self.url, self.api_key, self.api_secret) as lkapi:
-            try:
-                await lkapi.room.delete_room(api.DeleteRoomRequest(room=self.room_name))
-            except api.TwirpError as exc:
-                if exc.code != api.TwirpErrorCode.NOT_FOUND:  # already gone: the caller hung up
-                    raise
-        log.info("hung up: deleted the call's room")
-        log.debug("deleted room %s", self.room_name)  # room names of SIP calls carry the number
-
-    async def transfer(self, participant_identity: str, transfer_to: str) -> sip.TransferResult:
-        """Transfer `participant_identity` in this room to `transfer_to` (SIP REFER); never raises."""
-        timeout = aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT)
-        async with api.LiveKitAPI(self.url, self.api_key, self.api_secret, timeout=timeout) as lkapi:
-            return await sip.transfer_to_specialist(
-                lkapi, room_name=self.room_name, participant_identity=participant_identity, transfer_to=transfer_to
-            )
 
 
 def wants_transfer(ud: Userdata, reason: str) -> bool:
@@ -93,38 +54,35 @@ def wants_transfer(ud: Userdata, reason: str) -> bool:
 
 async def write_call_log(ud: Userdata, reason: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write this call's log with `reason` and the real duration, once; a later call returns the
-    first log with `already_ended`. `details` (e.g. the transfer's SIP status) go into the log."""
+    first log with `already_ended`. `details` (e.g. the transfer's SIP status) go into the log.
+    With `do_not_call_request` the result carries `opt_out`: whether the number is now listed."""
     await drain_writes(ud)
     async with ud.end_lock:
         if ud.call_ended:
             return {"success": True, "call": ud.call_log, "already_ended": True}
-        if details is None:
-            result = await ud.backend_call(
-                "end_call",
-                reason=reason,
-                caller_id=ud.caller_id,
-                duration_seconds=ud.duration_seconds(),
-                session_id=ud.session_id,
-            )
-        else:
-            result = await _end_session_with_details(ud, reason, details)
-        if result.get("success"):
-            ud.call_ended = True
-            ud.call_log = result["call"]
-            await release_lease(ud)
+        result = await ud.backend_call(
+            "end_call",
+            reason=reason,
+            caller_id=ud.caller_id,
+            duration_seconds=ud.duration_seconds(),
+            session_id=ud.session_id,
+            details=details,
+        )
+        if result.get("success"):  # the call log released the lease; stop renewing it
+            ud.call_ended, ud.call_log, ud.leased = True, result["call"], False
+            if ud.heartbeat is not None:
+                ud.heartbeat.cancel()
     if result.get("success") and reason == "do_not_call_request":
-        await record_opt_out(ud)
+        result = {**result, "opt_out": await record_opt_out(ud)}
     return result
 
 
 def claim_lease(ud: Userdata) -> None:
-    """Mark the call as in progress on this machine until its call log is written, and keep the
-    mark fresh while the call runs (`backend/voice/lease.py`), so that if this process dies
-    without a call log, the next agent process writes it. Never fails the call."""
-    try:
-        ud.lease = lease.claim(ud.backend.store.data_dir, ud.session_id, ud.caller_id)
-    except OSError as exc:
-        log.warning("session %s: no lease (%s); a crash would leave it without a call log", ud.session_id, exc)
+    """Mark the call as in progress until its call log is written, and renew the mark while the
+    call runs (`backend/calls/leases.py`), so that if this process dies without a call log, the
+    next agent process writes it. Never fails the call."""
+    ud.leased = ud.backend.claim_lease(ud.session_id, ud.caller_id)
+    if not ud.leased:
         return
     try:
         loop = asyncio.get_running_loop()
@@ -132,59 +90,36 @@ def claim_lease(ud: Userdata) -> None:
         return  # built outside an event loop: the session's records are its signs of life
 
     def beat() -> None:
-        if ud.lease is None:
+        if not ud.leased:
             return
         try:  # off the event loop, in order with the call's store writes
-            ud.executor.submit(lease.touch, ud.lease)
+            ud.executor.submit(ud.backend.touch_lease, ud.session_id)
         except RuntimeError:  # the call's store thread is shut down: the call is over
             return
-        ud.heartbeat = loop.call_later(lease.HEARTBEAT_SECONDS, beat)
+        ud.heartbeat = loop.call_later(HEARTBEAT_SECONDS, beat)
 
-    ud.heartbeat = loop.call_later(lease.HEARTBEAT_SECONDS, beat)
-
-
-async def release_lease(ud: Userdata) -> None:
-    """The call log is written: the call no longer needs its lease."""
-    if ud.heartbeat is not None:
-        ud.heartbeat.cancel()
-    if ud.lease is not None:
-        path, ud.lease = ud.lease, None
-        await ud.in_store_thread(lease.release, path)
+    ud.heartbeat = loop.call_later(HEARTBEAT_SECONDS, beat)
 
 
-async def _end_session_with_details(ud: Userdata, reason: str, details: dict[str, Any]) -> dict[str, Any]:
-    """`BackendAgent.end_call` with `details` (which it does not take): the store directly."""
-    duration = ud.duration_seconds()
-    try:
-        call_log, already = await ud.in_store_thread(
-            ud.backend.store.end_session,
-            reason=reason,
-            caller_id=ud.caller_id,
-            session_id=ud.session_id,
-            duration_seconds=duration,
-            details=details,
-        )
-    except StoreError as exc:
-        return {"success": False, "error": exc.code, "message": exc.message}
-    return {"success": True, "call": call_log, **({"already_ended": True} if already else {})}
-
-
-async def record_opt_out(ud: Userdata) -> None:
-    """Put the caller's number on the do-not-call list (once per call)."""
+async def record_opt_out(ud: Userdata) -> bool:
+    """Put the caller's number on the do-not-call list (once per call); whether it is listed.
+    A caller without a phone number (console, web) counts as done: there is nothing to list."""
     if ud.opted_out:
-        return
-    try:
-        _entry, created = await ud.in_store_thread(
-            dnc.add, ud.backend.store, ud.caller_id, source="opt_out", session_id=ud.session_id
+        return True
+    result = await ud.backend_call("opt_out", caller_id=ud.caller_id, session_id=ud.session_id)
+    if result.get("success"):
+        ud.opted_out = True
+        log.info(
+            "session %s: caller %s the do-not-call list",
+            ud.session_id,
+            "added to" if result["created"] else "already on",
         )
-    except sip.InvalidPhoneNumber:
+        return True
+    if result.get("error") == "no_phone_number":
         log.info("opt-out in session %s: the caller has no phone number to list", ud.session_id)
-        return
-    except StoreError as exc:
-        log.error("could not put the caller of session %s on the do-not-call list: %s", ud.session_id, exc.message)
-        return
-    ud.opted_out = True
-    log.info("session %s: caller %s on the do-not-call list", ud.session_id, "added" if created else "already")
+        ud.opted_out = True
+        return True
+    return False  # logged at ERROR by BackendAgent.opt_out; never confirmed to the caller
 
 
 async def drain_writes(ud: Userdata) -> None:

@@ -50,8 +50,3 @@ def call_details(identity: str | None, attributes: dict[str, str] | None, metada
     caller_id = outbound or attributes.get("sip.phoneNumber") or identity or CONSOLE_CALLER_ID
     called = outbound if outbound else attributes.get("sip.trunkPhoneNumber")
     return CallDetails(caller_id=caller_id, called_number=called, direction="outbound" if outbound else "inbound")
-
-
-def masked(number: str) -> str:
-    """A phone number safe for INFO logs: only the last four digits."""
-    return f"***{number[-4:]}" if len(number) > 4 else "***"

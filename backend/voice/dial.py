@@ -16,13 +16,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from livekit import api, rtc
+from livekit import rtc
 from livekit.agents import JobContext
 
-from backend import dnc, outbound, sip
+from backend.calls.numbers import InvalidPhoneNumber, redact_number
+from backend.calls.sip_results import DialResult
+from backend.livekit import sip
+from backend.livekit.rooms import RINGING_TIMEOUT_S, livekit_api
 from backend.settings import Settings
-from backend.voice import lease
 from backend.voice.caller import dispatch_call_id
 
 if TYPE_CHECKING:
@@ -31,17 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CUSTOMER_IDENTITY = "customer"
-RINGING_TIMEOUT_S = 45  # then the carrier's no-answer (480/487) comes back
-# create_sip_participant with wait_until_answered returns when the call is answered or refused.
-DIAL_HTTP_TIMEOUT = aiohttp.ClientTimeout(total=RINGING_TIMEOUT_S + 30)
 JOIN_TIMEOUT = 15.0  # seconds for the answered participant to show up in the room
-
-
-def livekit_api(settings: Settings) -> api.LiveKitAPI:
-    """A LiveKit server API client with a timeout long enough for a phone to ring out."""
-    return api.LiveKitAPI(
-        settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret, timeout=DIAL_HTTP_TIMEOUT
-    )
 
 
 async def dial_customer(
@@ -53,26 +44,23 @@ async def dial_customer(
     session_id: str,
     phone_number: str,
     call_id: str | None = None,
-) -> sip.DialResult:
+) -> DialResult:
     """Open the outbound session, dial, and record what became of it (see the module doc).
 
     Returns the DialResult; when it is not answered the session has already ended."""
-    store = backend.store
     began = time.monotonic()
 
     async def record(state: str | None, **data: Any) -> None:
         if call_id:
-            await asyncio.to_thread(outbound.record_state, store, call_id, state, **data)
+            await asyncio.to_thread(backend.record_dial, call_id, state, **data)
 
     opened = await asyncio.to_thread(backend.start_session, session_id, phone_number, "outbound", phone_number)
     if not opened.get("success"):
         raise RuntimeError(f"could not open session {session_id}: {opened.get('message')}")
-    try:  # should this process die while dialing, the next one writes the call log
-        await asyncio.to_thread(lease.claim, store.data_dir, session_id, phone_number)
-    except OSError as exc:
-        log.warning("session %s: no lease while dialing (%s)", session_id, exc)
+    # should this process die while dialing, the next one writes the call log
+    await asyncio.to_thread(backend.claim_lease, session_id, phone_number)
     await record("dialing", session_id=session_id, room=room_name)
-    result = await _dial(lkapi, store, settings, room_name, phone_number)
+    result = await _dial(lkapi, backend, settings, room_name, phone_number)
     if result.answered:
         await record("answered", participant_identity=result.participant_identity, sip_call_id=result.sip_call_id)
         return result
@@ -84,26 +72,27 @@ async def dial_customer(
         "error": result.error,
     }
     await record("failed", end_reason=reason, **details)
-    await asyncio.to_thread(
-        store.end_session,
-        reason=reason,
-        caller_id=phone_number,
-        session_id=session_id,
+    ended = await asyncio.to_thread(
+        backend.end_call,
+        reason,
+        phone_number,
         duration_seconds=round(time.monotonic() - began, 3),
+        session_id=session_id,
         details={k: v for k, v in details.items() if v is not None},
     )
-    await asyncio.to_thread(lease.release_session, store.data_dir, session_id)
+    if not ended.get("success"):
+        log.error("could not write the call log of session %s: %s", session_id, ended.get("message"))
     return result
 
 
-async def _dial(lkapi: Any, store: Any, settings: Settings, room_name: str, number: str) -> sip.DialResult:
+async def _dial(lkapi: Any, backend: BackendAgent, settings: Settings, room_name: str, number: str) -> DialResult:
     """Dial, unless the call cannot or must not be placed (then a failed result, not dialed)."""
     if not settings.sip_outbound_trunk_id:
         log.error("outbound call not placed: SIP_OUTBOUND_TRUNK_ID is not set")
-        return sip.DialResult(outcome="failed", error="SIP_OUTBOUND_TRUNK_ID is not set")
-    if await asyncio.to_thread(dnc.contains, store, number):  # listed since the call was queued
-        log.warning("outbound call to %s not placed: on the do-not-call list", sip.redact_number(number))
-        return sip.DialResult(outcome="failed", error="do_not_call")
+        return DialResult(outcome="failed", error="SIP_OUTBOUND_TRUNK_ID is not set")
+    if await asyncio.to_thread(backend.on_do_not_call_list, number):  # listed since the call was queued
+        log.warning("outbound call to %s not placed: on the do-not-call list", redact_number(number))
+        return DialResult(outcome="failed", error="do_not_call")
     try:
         return await sip.dial_out(
             lkapi,
@@ -113,8 +102,8 @@ async def _dial(lkapi: Any, store: Any, settings: Settings, room_name: str, numb
             participant_identity=CUSTOMER_IDENTITY,
             ringing_timeout_s=RINGING_TIMEOUT_S,
         )
-    except sip.InvalidPhoneNumber as exc:
-        return sip.DialResult(outcome="failed", error=f"invalid_phone_number: {exc}")
+    except InvalidPhoneNumber as exc:
+        return DialResult(outcome="failed", error=f"invalid_phone_number: {exc}")
 
 
 async def connect_outbound(
@@ -140,7 +129,6 @@ async def connect_outbound(
             await asyncio.to_thread(
                 backend.end_call, "caller_hung_up", phone_number, duration_seconds=None, session_id=session_id
             )
-            await asyncio.to_thread(lease.release_session, backend.store.data_dir, session_id)
     ctx.delete_room()
     ctx.shutdown(reason=f"outbound call not connected: {result.outcome}")
     return None
@@ -149,6 +137,4 @@ async def connect_outbound(
 async def record_completion(backend: BackendAgent, call_id: str | None, call_log: dict[str, Any] | None) -> None:
     """Mark an answered outbound call completed once its call log is written."""
     if call_id and call_log:
-        await asyncio.to_thread(
-            outbound.record_state, backend.store, call_id, "completed", end_reason=call_log.get("reason")
-        )
+        await asyncio.to_thread(backend.record_dial, call_id, "completed", end_reason=call_log.get("reason"))

@@ -1,105 +1,37 @@
-"""Per-call state and the four tools the model sees (contract section 4).
+"""The four tools the model sees (contract section 4), over the call's state (`state.py`).
 
 The tools fill in the caller id, session id and duration from the call itself; the model never
-supplies them. Every store call runs in a worker thread so a write never stalls the audio, and a
-backend error becomes a `ToolError` whose sentence tells the model what to do next.
+supplies them. Every store call runs in the call's store thread so a write never stalls the
+audio, and a backend error becomes a `ToolError` whose sentence tells the model what to do next.
+The categories, end reasons and each category's fields (with the descriptions the model reads)
+come from `backend/schemas/` and `backend/store/records.py`, not from this file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from docstring_parser import parse_from_object
 from livekit.agents import RunContext, ToolError, function_tool
 from livekit.agents.llm.utils import function_arguments_to_pydantic_model
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
+from backend.backend_agent import MODEL_END_REASONS, TOOL_NAMES
+from backend.store.records import CATEGORIES, schema
 from backend.voice import call
-
-if TYPE_CHECKING:
-    from backend.backend_agent import BackendAgent
+from backend.voice.state import Userdata
 
 log = logging.getLogger(__name__)
 
-Category = Literal["contact_details", "debt_info", "personal_info", "qualification", "conversation_flow"]
+Category = Literal[CATEGORIES]
 # The reasons the model may choose; caller_hung_up and agent_error are written by the shutdown
 # handler, transfer_failed by the transfer path.
-EndReason = Literal[
-    "customer_qualified_transfer",
-    "customer_qualified_callback",
-    "customer_not_qualified",
-    "customer_not_interested",
-    "do_not_call_request",
-    "wrong_number",
-    "voicemail",
-    "completed",
-]
-TOOL_NAMES = ("share_information", "get_shared_information", "end_call", "get_current_time")
-
-
-@dataclass
-class Userdata:
-    """Everything one call knows about itself. One instance per `AgentSession`, never global."""
-
-    session_id: str
-    caller_id: str
-    backend: BackendAgent
-    called_number: str | None = None
-    direction: Literal["inbound", "outbound"] = "inbound"
-    room_name: str | None = None
-    started_monotonic: float = field(default_factory=time.monotonic)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    call_ended: bool = False
-    call_log: dict[str, Any] | None = None
-    agent_error: str | None = None
-    hangup: call.RoomHangup | None = None
-    # The SIP participant (for a transfer) and where qualified callers go (TRANSFER_NUMBER).
-    participant_identity: str | None = None
-    transfer_to: str | None = None
-    # The reason end_call asked for while its call log waits on a transfer (call.py).
-    pending_reason: str | None = None
-    opted_out: bool = False
-    # The call's lease (backend/voice/lease.py): marks it in progress until its call log is written.
-    lease: Path | None = None
-    heartbeat: asyncio.TimerHandle | None = field(default=None, repr=False)
-    # Awaited with (userdata, final reason) after the goodbye (and any transfer) and before the
-    # room is deleted.
-    before_hangup: list[Callable[[Userdata, str], Awaitable[None]]] = field(default_factory=list)
-    ending: asyncio.Task[Any] | None = field(default=None, repr=False)  # the hang-up task
-    end_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    inflight: set[asyncio.Future[Any]] = field(default_factory=set, repr=False)
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
-    # One worker thread per call: store calls leave the event loop, and run in the order the
-    # model made them (a record asked for before end_call is counted in the call log).
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-store"), repr=False
-    )
-
-    def duration_seconds(self) -> float:
-        """Seconds since the call connected, from the monotonic clock."""
-        return round(time.monotonic() - self.started_monotonic, 3)
-
-    async def backend_call(self, method: str, **kwargs: Any) -> dict[str, Any]:
-        """Run `BackendAgent.<method>(**kwargs)` in a worker thread; the result dict is returned."""
-        return await self.in_store_thread(getattr(self.backend, method), **kwargs)
-
-    async def in_store_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `fn(*args, **kwargs)` in the call's store thread, in order with the other writes."""
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
-        self.inflight.add(fut)
-        fut.add_done_callback(self.inflight.discard)
-        return await fut
+EndReason = Literal[MODEL_END_REASONS]
+__all__ = ["TOOL_NAMES", "CallTools", "Category", "EndReason", "InformationFields", "Userdata"]
 
 
 def typed_tool(fn: Callable[..., Awaitable[str]]):
@@ -139,47 +71,39 @@ def typed_tool(fn: Callable[..., Awaitable[str]]):
     return function_tool(tool, raw_schema=schema)
 
 
-class InformationFields(BaseModel):
-    """Structured data of one fact; fill only the keys that fit its category."""
+_JSON_TYPES: dict[str, Any] = {"string": str, "number": float, "integer": int, "boolean": bool}
 
-    first_name: str | None = Field(None, description="contact_details: caller's first name")
-    last_name: str | None = Field(None, description="contact_details: caller's last name")
-    email: str | None = Field(None, description="contact_details: email address, e.g. ann@example.com")
-    phone: str | None = Field(None, description="contact_details: another phone number, digits only")
-    best_time_to_call: str | None = Field(None, description="contact_details: when to call back")
-    debt_type: (
-        Literal[
-            "credit_card",
-            "medical",
-            "personal_loan",
-            "student_loan",
-            "payday_loan",
-            "auto_loan",
-            "mortgage",
-            "tax",
-            "business",
-            "collections",
-            "other",
-        ]
-        | None
-    ) = Field(None, description="debt_info: kind of debt")
-    amount_usd: float | None = Field(None, description="debt_info: amount owed in US dollars")
-    creditor: str | None = Field(None, description="debt_info: who the debt is owed to")
-    secured: bool | None = Field(None, description="debt_info: true when backed by a house or car")
-    state: str | None = Field(None, description="personal_info: two-letter US state code, e.g. TX")
-    monthly_income_usd: float | None = Field(None, description="personal_info: monthly income in dollars")
-    employment_status: (
-        Literal["employed", "self_employed", "unemployed", "retired", "disabled", "student", "other"] | None
-    ) = Field(None, description="personal_info: employment status")
-    hardship: str | None = Field(None, description="personal_info: the hardship in a few words")
-    qualified: bool | None = Field(None, description="qualification: true when the caller qualifies")
-    reason: str | None = Field(None, description="qualification: why, in one sentence")
-    total_unsecured_debt_usd: float | None = Field(None, description="qualification: unsecured debt total")
-    stage: str | None = Field(None, description="conversation_flow: stage of the call, e.g. opening")
-    disclosures: list[Literal["business_name", "ai_assistant", "call_recorded", "callback_number"]] | None = Field(
-        None, description="conversation_flow: the disclosures just given"
-    )
-    opt_out: bool | None = Field(None, description="conversation_flow: true when the caller opted out")
+
+def _python_type(prop: dict[str, Any]) -> Any:
+    """The Python type of a JSON Schema property (the subset `backend/schemas/fields/` uses)."""
+    if "enum" in prop:
+        return Literal[tuple(prop["enum"])]
+    if prop.get("type") == "array":
+        return list[_python_type(prop["items"])]
+    return _JSON_TYPES[prop["type"]]
+
+
+def _information_fields() -> type[BaseModel]:
+    """One optional argument per field of every category's schema, described as
+    `<category>: <description>` so the model knows where each one belongs."""
+    props: dict[str, Any] = {}
+    for category in CATEGORIES:
+        for name, prop in schema(f"fields/{category}")["properties"].items():
+            description = f"{category}: {prop.get('description', name)}"
+            props.setdefault(name, (_python_type(prop) | None, Field(None, description=description)))
+    model = create_model("InformationFields", **props)
+    model.__doc__ = "Structured data of one fact; fill only the keys that fit its category."
+    return model
+
+
+InformationFields = _information_fields()
+
+
+# An opt-out the store could not save must never be confirmed to the caller.
+OPT_OUT_NOT_SAVED = (
+    "The request not to be called again could NOT be saved yet; it will be retried. Do not promise "
+    "that they will not be called again; say their request has been noted and will be processed."
+)
 
 
 def _tool_error(result: dict[str, Any], what: str) -> ToolError:
@@ -230,8 +154,8 @@ class CallTools:
         )
         if not result.get("success"):
             raise _tool_error(result, "Saving this fact")
-        if structured and structured.get("opt_out") is True:
-            await call.record_opt_out(ud)
+        if structured and structured.get("opt_out") is True and not await call.record_opt_out(ud):
+            return OPT_OUT_NOT_SAVED
         if result.get("duplicate"):
             return "Already saved a moment ago; nothing new was written. Carry on."
         return f"Saved under {category}."
@@ -286,6 +210,8 @@ class CallTools:
             raise _tool_error(result, "Ending the call")
         call.schedule_hangup(context.session, context.speech_handle, ud, reason)
         if reason == "do_not_call_request":
+            if not result.get("opt_out"):
+                return OPT_OUT_NOT_SAVED + " Then say a short goodbye."
             return "Recorded. Confirm they will not be called again, then say a short goodbye."
         return "Call ended and saved. Say one short goodbye now; the line closes when you finish."
 

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from backend.records import CATEGORIES, END_REASONS, StoreError, iso, parse_iso, utc_now
-from backend.store import Store
+from backend.store.interface import Store
+from backend.store.records import CATEGORIES, END_REASONS, StoreError, iso, parse_iso, utc_now
 
 _INFO_KEYS = ("shared_information", "information", "records")
 _CALL_KEYS = ("call_logs", "calls")

@@ -1,5 +1,7 @@
 """Record vocabulary shared by the store, the backend functions and the API: categories, end
-reasons, timestamps, and validation against the JSON Schemas in `backend/schemas/`."""
+reasons, timestamps, errors, the journal's JSON encoding, and validation against the JSON
+Schemas in `backend/schemas/`, which are the one source of the record shapes: the categories
+are read from `information.json`, each category's fields from `fields/<category>.json`."""
 
 from __future__ import annotations
 
@@ -11,13 +13,19 @@ from pathlib import Path
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 
-CATEGORIES: tuple[str, ...] = (
-    "contact_details",
-    "debt_info",
-    "personal_info",
-    "qualification",
-    "conversation_flow",
-)
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+Entry = dict  # a store entry or record: a plain JSON object
+
+
+@cache
+def schema(name: str) -> dict:
+    """`backend/schemas/<name>.json` as a dict (shared: do not modify)."""
+    with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+CATEGORIES: tuple[str, ...] = tuple(schema("information")["properties"]["category"]["enum"])
 
 END_REASONS: dict[str, str] = {
     "customer_qualified_transfer": "qualified",
@@ -36,7 +44,6 @@ OUTCOMES: tuple[str, ...] = tuple(dict.fromkeys(END_REASONS.values()))
 
 MAX_INFORMATION_CHARS = 2000
 DUPLICATE_WINDOW_SECONDS = 60.0
-SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 
 class StoreError(Exception):
@@ -83,10 +90,9 @@ def epoch(text: str) -> float:
 @cache
 def validator(name: str) -> Draft202012Validator:
     """The compiled validator of `backend/schemas/<name>.json`."""
-    with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as fh:
-        schema = json.load(fh)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    document = schema(name)
+    Draft202012Validator.check_schema(document)
+    return Draft202012Validator(document)
 
 
 @cache
@@ -95,8 +101,7 @@ def fast_validator(name: str):
     (1.5 us against 250 us for an information record), which keeps validation off the critical
     path of a store write. `jsonschema` stays the reference: it words every error message, and
     a test checks both agree on generated documents."""
-    with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as fh:
-        return jsonschema_rs.Draft202012Validator(json.load(fh))
+    return jsonschema_rs.Draft202012Validator(schema(name))
 
 
 def check(name: str, document: object, code: str = "invalid_record") -> None:
@@ -107,3 +112,20 @@ def check(name: str, document: object, code: str = "invalid_record") -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "record"
         raise InvalidRecord(f"Invalid {where}: {error.message}.", code)
+
+
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ORDER = ("seq", "type")
+
+
+def line_of(entry: Entry) -> bytes:
+    """An entry as its journal line (without the newline): `seq` and `type` first."""
+    ordered = {**{k: entry[k] for k in _ORDER}, **{k: v for k, v in entry.items() if k not in _ORDER}}
+    return dumps(ordered).encode("utf-8")
+
+
+def public(entry: Entry) -> Entry:
+    """An entry as callers see it: without the journal's `type` tag."""
+    out = dict(entry)
+    out.pop("type", None)
+    return out

@@ -10,33 +10,15 @@ served; `backend.outbound` refuses to call them.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
-from backend.sip import InvalidPhoneNumber, normalize_e164, redact_number
-from backend.store import Store
+from backend.calls.numbers import InvalidPhoneNumber, listed_number, redact_number
+from backend.store.interface import Store
 
 log = logging.getLogger(__name__)
 
 KIND = "dnc"
-_E164_SHAPE = re.compile(r"\+[1-9][0-9]{6,14}")
 MAX_NOTE = 500
-
-
-def dnc_number(number: str) -> str:
-    """The key a number is listed under: its E.164 form.
-
-    A number phonenumbers does not know as valid but shaped like E.164 (a caller id from a new
-    range, say) is kept as given: an opt-out must never be lost to number metadata.
-    Raises InvalidPhoneNumber for anything else (a console or web caller's identity).
-    """
-    try:
-        return normalize_e164(number)
-    except InvalidPhoneNumber:
-        text = number.strip().replace(" ", "").replace("-", "") if isinstance(number, str) else ""
-        if _E164_SHAPE.fullmatch(text):
-            return text
-        raise
 
 
 def _entry(number: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +35,7 @@ def _entry(number: str, event: dict[str, Any]) -> dict[str, Any]:
 def lookup(store: Store, number: str) -> dict[str, Any] | None:
     """The list entry of `number` (any accepted spelling), or None when it is not listed."""
     try:
-        key = dnc_number(number)
+        key = listed_number(number)
     except InvalidPhoneNumber:
         return None
     events = store.events(KIND, key)
@@ -77,7 +59,7 @@ def add(
     """List `number`; returns (entry, created). A number already listed keeps its first entry.
 
     Raises InvalidPhoneNumber when `number` is not a phone number."""
-    key = dnc_number(number)
+    key = listed_number(number)
     existing = lookup(store, key)
     if existing is not None:
         return existing, False
@@ -102,7 +84,7 @@ def remove(store: Store, number: str, *, by: str, reason: str | None = None) -> 
 def history(store: Store, number: str) -> list[dict[str, Any]]:
     """Every change of `number`'s listing, oldest first."""
     try:
-        key = dnc_number(number)
+        key = listed_number(number)
     except InvalidPhoneNumber:
         return []
     return [{"at": e["timestamp"], **e["data"]} for e in store.events(KIND, key)]

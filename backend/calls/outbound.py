@@ -1,4 +1,5 @@
-"""Outbound calls: the compliance gates, the call's record, and the agent dispatch that places it.
+"""Outbound calls: the compliance gates and the call's record (the agent dispatch that places a
+call is LiveKit's: `backend/livekit/dispatch.py`).
 
 A call is a series of store events (kind `outbound_call`, keyed by the call id) whose `state` is
 `queued` (accepted here, agent dispatched), `dialing` and `answered` or `failed` (written by the
@@ -11,33 +12,24 @@ ago (no agent picked it up, a worker crashed) is shown failed with `stale: true`
 list (403), within calling hours at the called party (409), under MAX_CONCURRENT_OUTBOUND calls
 at once (429), outbound configured (503). Every refusal is an event too (kind
 `outbound_refused`, keyed by the number, or `invalid`). The concurrency check and the new call's
-first event happen under one lock shared by every process on the data directory, so two
-workers cannot both take the last free line.
+first event happen under one lock shared by every process on the store (`Store.exclusive`), so
+two workers cannot both take the last free line.
 """
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import json
 import logging
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import aiohttp
-from livekit import api
-from livekit.api.twirp_client import ServerError
-
-from backend import dnc
-from backend.records import parse_iso
+from backend.calls import dnc
+from backend.calls.hours import within_calling_hours
+from backend.calls.numbers import InvalidPhoneNumber, normalize_e164, redact_number
 from backend.settings import Settings
-from backend.sip import InvalidPhoneNumber, normalize_e164, redact_number, within_calling_hours
-from backend.store import Store
+from backend.store.interface import Store
+from backend.store.records import parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +42,6 @@ ACTIVE_STATES = ("queued", "dialing", "answered")
 # last is not a debt-relief qualification call.
 STALE_AFTER_SECONDS = {"queued": 120.0, "dialing": 300.0, "answered": 4 * 3600.0}
 OLDEST_ACTIVE_SECONDS = max(STALE_AFTER_SECONDS.values())
-DISPATCH_TIMEOUT_SECONDS = 15.0
 
 
 class CallRefused(Exception):
@@ -175,26 +166,6 @@ def outbound_configured(settings: Settings) -> bool:
     )
 
 
-_thread_lock = threading.Lock()
-
-
-@contextmanager
-def outbound_lock(lock_dir: str | Path | None) -> Iterator[None]:
-    """Exclusive across threads, and across processes sharing `lock_dir` (the data directory)."""
-    with _thread_lock:
-        if lock_dir is None:
-            yield
-            return
-        path = Path(lock_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        with open(path / "outbound.lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def queue_call(
     store: Store,
     settings: Settings,
@@ -202,14 +173,14 @@ def queue_call(
     *,
     requested_by: str = "api",
     now: datetime | None = None,
-    lock_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the gates in order and record the call as queued; returns its view. Raises CallRefused.
+    The concurrency count and the queued record are one step for every process sharing the store.
 
     `now` is the moment whose calling hours count (default: the current time)."""
     now = now or datetime.now(UTC)
     number = check_number(store, settings, raw_number, now)
-    with outbound_lock(lock_dir):
+    with store.exclusive("outbound"):
         active = len(active_calls(store))
         limit = settings.max_concurrent_outbound
         if active >= limit:
@@ -243,47 +214,3 @@ def queue_call(
 def dispatch_metadata(call: dict[str, Any]) -> str:
     """What the agent reads from its job (`backend.voice.caller.dispatch_phone_number`)."""
     return json.dumps({"phone_number": call["phone_number"], "call_id": call["id"], "direction": "outbound"})
-
-
-async def create_dispatch(settings: Settings, call: dict[str, Any]) -> str:
-    """Ask LiveKit to send agent AGENT_NAME into the call's fresh room; returns the dispatch id."""
-    timeout = aiohttp.ClientTimeout(total=DISPATCH_TIMEOUT_SECONDS)
-    async with api.LiveKitAPI(
-        settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret, timeout=timeout
-    ) as lkapi:
-        request = api.CreateAgentDispatchRequest(
-            agent_name=settings.agent_name, room=call["room"], metadata=dispatch_metadata(call)
-        )
-        dispatch = await lkapi.agent_dispatch.create_dispatch(request)
-    return dispatch.id
-
-
-def dispatch_call(store: Store, settings: Settings, call: dict[str, Any]) -> dict[str, Any]:
-    """Create the agent dispatch of a queued call; returns the call's view.
-
-    A dispatch LiveKit refuses or cannot be reached for marks the call failed and raises
-    CallRefused(503, "dispatch_failed")."""
-    try:
-        dispatch_id = asyncio.run(create_dispatch(settings, call))
-    except (ServerError, aiohttp.ClientError, TimeoutError) as exc:
-        error = f"{exc.code}: {exc.message}" if isinstance(exc, ServerError) else repr(exc)
-        record_state(store, call["id"], "failed", error=f"dispatch failed: {error}")
-        log.error("outbound call %s: the agent dispatch failed: %s", call["id"], error)
-        raise CallRefused(503, "dispatch_failed", "LiveKit did not accept the agent dispatch; try again.") from None
-    record_state(store, call["id"], None, dispatch_id=dispatch_id)
-    log.info("outbound call %s to %s dispatched (%s)", call["id"], redact_number(call["phone_number"]), dispatch_id)
-    return call_view(store, call["id"])
-
-
-def place_call(
-    store: Store,
-    settings: Settings,
-    raw_number: Any,
-    *,
-    requested_by: str = "api",
-    now: datetime | None = None,
-    lock_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """`POST /api/calls`: the gates, the queued record, the dispatch. Raises CallRefused."""
-    call = queue_call(store, settings, raw_number, requested_by=requested_by, now=now, lock_dir=lock_dir)
-    return dispatch_call(store, settings, call)

@@ -12,7 +12,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from backend.records import CATEGORIES, epoch
+from backend.store.records import CATEGORIES, Entry, epoch, public
 
 SNAPSHOT_VERSION = 1
 _MINUTES: dict[str, float] = {}
@@ -28,9 +28,6 @@ def fast_epoch(text: str) -> float:
             base = _MINUTES[text[:16]] = epoch(text[:16] + ":00Z")
         return base + float(text[17:23])
     return epoch(text)
-
-
-Entry = dict
 
 
 class SessionState:
@@ -190,10 +187,10 @@ class Index:
 
     # ---- reading --------------------------------------------------------------------------
     def info(self, pos: int) -> Entry:
-        return _public(self.fetch(self.info_off[pos]))
+        return public(self.fetch(self.info_off[pos]))
 
     def call(self, pos: int) -> Entry:
-        return _public(self.fetch(self.call_off[pos]))
+        return public(self.fetch(self.call_off[pos]))
 
     def session(self, sid: str) -> Entry | None:
         state = self.sessions.get(sid)
@@ -306,9 +303,6 @@ class Index:
                 found = record
         return found
 
-    def calls_for_caller(self, caller_id: str) -> list[int]:
-        return list(self.calls_by_caller.get(caller_id, ()))
-
 
 def _array(code: str, raw: bytes) -> array:
     out = array(code)
@@ -321,12 +315,6 @@ def _push(table: dict[str, array], key: str, pos: int) -> None:
     if bucket is None:
         bucket = table[key] = array("l")
     bucket.append(pos)
-
-
-def _public(entry: Entry) -> Entry:
-    out = dict(entry)
-    out.pop("type", None)
-    return out
 
 
 def _searchable(record: Entry) -> str:

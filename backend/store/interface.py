@@ -1,0 +1,424 @@
+"""The store interface: every implementation offers these operations, and callers use nothing
+else (the backend functions in `backend/backend_agent.py` are its one caller outside the store).
+
+The rules (validation, the duplicate guard, one call log per session) run here, inside
+`_write()`, which an implementation makes atomic across processes; reads go through `_read()`,
+which returns up-to-date indexes (`backend/store/index.py`). Call leases (`backend/calls/leases.py`
+decides when one is dead) are kept by each implementation in its own way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from backend.store.index import Index
+from backend.store.leases import Lease
+from backend.store.records import (
+    CATEGORIES,
+    DUPLICATE_WINDOW_SECONDS,
+    END_REASONS,
+    MAX_INFORMATION_CHARS,
+    Entry,
+    StoreError,
+    check,
+    dumps,
+    iso,
+    public,
+    utc_now,
+)
+
+MAX_FIELDS_BYTES = 4000
+
+
+class Store(ABC):
+    """Every store implementation offers these operations; callers use nothing else."""
+
+    # ---- what an implementation provides ---------------------------------------------------
+    @abstractmethod
+    @contextmanager
+    def _write(self) -> Iterator[tuple[Index, Callable[[Entry], Entry]]]:
+        """Exclusive across processes: up-to-date indexes and an `append(entry)` that gives
+        the entry its seq, makes it durable and indexes it."""
+
+    @abstractmethod
+    def _read(self) -> Index:
+        """Indexes brought up to date with everything written so far."""
+
+    def close(self) -> None:  # noqa: B027 - optional for implementations
+        """Release files; the store may not be used afterwards."""
+
+    @abstractmethod
+    def verify(self) -> dict[str, Any]:
+        """Check (and where possible repair) what is stored; a report with `healthy`, `repaired`,
+        `quarantined` (what was moved aside) and `last_seq`."""
+
+    @abstractmethod
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """A section that one thread of one process at a time runs, across every process
+        sharing this store (e.g. `outbound`: counting calls in progress and queueing a new one)."""
+
+    # ---- call leases: a call in progress, until its call log is written ----------------------
+    @abstractmethod
+    def put_lease(self, lease: Lease) -> None:
+        """Mark `lease.session_id` as in progress in the process `lease` names (again, if it is)."""
+
+    @abstractmethod
+    def touch_lease(self, session_id: str) -> None:
+        """The call's heartbeat: now is the lease's last sign of life. Never raises for a lost lease."""
+
+    @abstractmethod
+    def drop_lease(self, session_id: str) -> None:
+        """The call no longer needs its lease (its call log is written)."""
+
+    @abstractmethod
+    def leases(self) -> list[Lease]:
+        """Every lease held now, with its last heartbeat in `touched`."""
+
+    # ---- writes ----------------------------------------------------------------------------
+    def start_session(
+        self,
+        session_id: str,
+        caller_id: str,
+        direction: str = "inbound",
+        called_number: str | None = None,
+        started_at: str | None = None,
+    ) -> tuple[Entry, bool]:
+        """Open a session; returns (session, created). An existing session is returned as is."""
+        entry = {
+            "type": "session",
+            "session_id": session_id,
+            "caller_id": caller_id,
+            "direction": direction,
+            "called_number": called_number,
+            "started_at": started_at or iso(utc_now()),
+        }
+        _validate("session", entry)
+        with self._write() as (index, append):
+            if session_id in index.sessions:
+                return index.session(session_id), False
+            append(entry)
+            return index.session(session_id), True
+
+    def add_information(
+        self,
+        *,
+        information: str,
+        category: str,
+        caller_id: str,
+        session_id: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> tuple[Entry, bool]:
+        """Write one information record; returns (record, duplicate).
+
+        Without `session_id` the record joins the caller's active session, or a new one.
+        The same information, category and session within 60 s returns the first record."""
+        information = _clean_information(information)
+        if not isinstance(category, str) or category not in CATEGORIES:
+            raise StoreError(f"Category must be one of: {', '.join(CATEGORIES)}.", "invalid_category")
+        if fields is not None:
+            if not isinstance(fields, dict):
+                raise StoreError("fields must be an object.", "invalid_fields")
+            check(f"fields/{category}", fields, "invalid_fields")
+            if len(dumps(fields)) > MAX_FIELDS_BYTES:
+                raise StoreError(f"fields are larger than {MAX_FIELDS_BYTES} bytes.", "invalid_fields")
+        now = utc_now()
+        record: Entry = {
+            "type": "info",
+            "id": str(uuid.uuid4()),
+            "session_id": session_id or "",
+            "caller_id": caller_id,
+            "category": category,
+            "information": information,
+            "timestamp": iso(now),
+            "status": "received",
+        }
+        if fields:
+            record["fields"] = fields
+        _validate("information", record, seq=True, drop_empty_session=session_id is None)
+        with self._write() as (index, append):
+            sid = session_id or self._resolve_session(index, caller_id)
+            if sid not in index.sessions:
+                self._open_session(index, append, sid, caller_id, now)
+            record["session_id"] = sid
+            first = index.recent_duplicate(sid, category, information, now.timestamp(), DUPLICATE_WINDOW_SECONDS)
+            if first is not None:
+                return first, True
+            return public(append(record)), False
+
+    def end_session(
+        self,
+        *,
+        reason: str,
+        caller_id: str,
+        session_id: str | None = None,
+        duration_seconds: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> tuple[Entry, bool]:
+        """Write the call log of a session; returns (call, already_ended)."""
+        if not isinstance(reason, str) or reason not in END_REASONS:
+            raise StoreError(f"Reason must be one of: {', '.join(END_REASONS)}.", "invalid_reason")
+        if duration_seconds is not None and (
+            isinstance(duration_seconds, bool)
+            or not isinstance(duration_seconds, int | float)
+            or not 0 <= duration_seconds < 10**7
+        ):
+            raise StoreError("duration_seconds must be a non-negative number.", "invalid_duration")
+        now = utc_now()
+        with self._write() as (index, append):
+            sid = session_id or self._resolve_session(index, caller_id)
+            if sid not in index.sessions:
+                self._open_session(index, append, sid, caller_id, now)
+            state = index.sessions[sid]
+            if state.call_pos >= 0:
+                return index.call(state.call_pos), True
+            if duration_seconds is None:
+                duration_seconds = max(0.0, now.timestamp() - state.started_ts)
+            call: Entry = {
+                "type": "call",
+                "id": str(uuid.uuid4()),
+                "session_id": sid,
+                "caller_id": state.caller_id,
+                "reason": reason,
+                "outcome": END_REASONS[reason],
+                "duration_seconds": round(float(duration_seconds), 3),
+                "information_count": len(index.by_session.get(sid, ())),
+                "ended_at": iso(now),
+            }
+            if details:
+                call["details"] = details
+            _validate("call", call)
+            return public(append(call)), False
+
+    def import_information(self, record: Entry, *, session_id: str, caller_id: str, timestamp: str) -> Entry:
+        """Write a record carried over from elsewhere, keeping its id and timestamp."""
+        entry: Entry = {
+            "type": "info",
+            "id": str(record.get("id") or uuid.uuid4()),
+            "session_id": session_id,
+            "caller_id": caller_id,
+            "category": record.get("category"),
+            "information": _clean_information(record.get("information")),
+            "timestamp": timestamp,
+            "status": "received",
+        }
+        if isinstance(record.get("fields"), dict) and record["fields"]:
+            entry["fields"] = record["fields"]
+        _validate("information", entry, seq=True)
+        with self._write() as (_index, append):
+            return public(append(entry))
+
+    def append_event(self, kind: str, key: str, data: dict[str, Any]) -> Entry:
+        """Record an event (do-not-call change, outbound call state, carrier callback)."""
+        entry = {"type": "event", "kind": kind, "key": key, "timestamp": iso(utc_now()), "data": data}
+        _validate("event", entry)
+        with self._write() as (_index, append):
+            return public(append(entry))
+
+    def _resolve_session(self, index: Index, caller_id: str) -> str:
+        state = index.active_session_for(caller_id)
+        return state.session_id if state else str(uuid.uuid4())
+
+    @staticmethod
+    def _open_session(index: Index, append, sid: str, caller_id: str, now) -> None:
+        entry = {
+            "type": "session",
+            "session_id": sid,
+            "caller_id": caller_id,
+            "direction": "inbound",
+            "called_number": None,
+            "started_at": iso(now),
+        }
+        _validate("session", entry)
+        append(entry)
+
+    # ---- reads -----------------------------------------------------------------------------
+    def query_information(
+        self,
+        *,
+        categories: Iterable[str] | None = None,
+        caller_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        limit: int = 100,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[Entry], bool]:
+        """Matching records, newest first (oldest first after `after_seq`), and whether more
+        match beyond `limit`. `since`/`until` are epoch seconds; `text` is a case-blind search."""
+        index = self._read()
+        return index.query_info(
+            categories=categories,
+            caller_id=caller_id,
+            session_id=session_id,
+            since=since,
+            until=until,
+            text=text,
+            limit=limit,
+            before_seq=before_seq,
+            after_seq=after_seq,
+            restrict=self._text_positions(index, text) if text else None,
+        )
+
+    def _text_positions(self, index: Index, text: str) -> list[int] | None:
+        """Positions of records that may contain `text`, or None to check every record."""
+        return None
+
+    def get_session(self, session_id: str) -> Entry | None:
+        return self._read().session(session_id)
+
+    def session_information(self, session_id: str) -> list[Entry]:
+        """A session's records, oldest first."""
+        index = self._read()
+        return [index.info(p) for p in index.by_session.get(session_id, ())]
+
+    def session_call(self, session_id: str) -> Entry | None:
+        index = self._read()
+        state = index.sessions.get(session_id)
+        return index.call(state.call_pos) if state and state.call_pos >= 0 else None
+
+    def query_sessions(
+        self,
+        *,
+        status: str | None = None,
+        caller_id: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        before_seq: int | None = None,
+    ) -> tuple[list[Entry], int | None]:
+        """Sessions newest first, and the seq to continue before (None at the end)."""
+        index = self._read()
+        states = index.sessions_by_caller.get(caller_id, []) if caller_id else index.session_order
+        end = len(states) if before_seq is None else bisect_left(states, before_seq, key=_seq_of)
+        out: list[Entry] = []
+        for state in reversed(states[:end] if end < len(states) else states):
+            if (status == "active" and state.call_pos >= 0) or (status == "completed" and state.call_pos < 0):
+                continue
+            if outcome is not None and (state.call_pos < 0 or index.call_outcome[state.call_pos] != outcome):
+                continue
+            if (since is not None and state.started_ts < since) or (until is not None and state.started_ts > until):
+                continue
+            if len(out) == limit:
+                return out, index.sessions[out[-1]["session_id"]].seq
+            out.append(index.session_view(state))
+        return out, None
+
+    def query_calls(
+        self,
+        *,
+        caller_id: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        before_seq: int | None = None,
+    ) -> tuple[list[Entry], bool]:
+        """Call logs newest first; (calls, more). Continue with the last call's seq."""
+        index = self._read()
+        positions = index.calls_by_caller.get(caller_id, ()) if caller_id else range(len(index.call_off))
+        if before_seq is not None:
+            positions = positions[: bisect_left(positions, before_seq, key=index.call_seq.__getitem__)]
+        out: list[Entry] = []
+        for pos in reversed(positions):
+            if outcome is not None and index.call_outcome[pos] != outcome:
+                continue
+            ts = index.call_ts[pos]
+            if (since is not None and ts < since) or (until is not None and ts > until):
+                continue
+            if len(out) == limit:
+                return out, True
+            out.append(index.call(pos))
+        return out, False
+
+    def count_calls(self, since: float) -> tuple[int, int]:
+        """(call logs ended since `since`, how many of them `qualified`), from the index alone."""
+        index = self._read()
+        first = bisect_left(index.call_ts, since)
+        recent = index.call_outcome[first:]
+        return len(recent), recent.count("qualified")
+
+    def events(self, kind: str, key: str | None = None) -> list[Entry]:
+        """Events of `kind` (for one `key`, or all), in write order."""
+        index = self._read()
+        keyed = index.events.get(kind, {})
+        offsets = keyed.get(key, []) if key is not None else sorted(o for offs in keyed.values() for o in offs)
+        return [public(index.fetch(o)) for o in offsets]
+
+    def event_keys(self, kind: str) -> list[str]:
+        return list(self._read().events.get(kind, {}))
+
+    def summary(self, recent: int = 10) -> dict[str, Any]:
+        index = self._read()
+        n_info, n_calls = len(index.info_off), len(index.call_off)
+        return {
+            "total_sessions": len(index.sessions),
+            "active_sessions": len(index.active),
+            "total_calls": n_calls,
+            "total_information": n_info,
+            "by_category": {c: len(index.by_category[c]) for c in CATEGORIES},
+            "by_outcome": dict(index.by_outcome),
+            "recent_information": [index.info(p) for p in range(n_info - 1, max(-1, n_info - 1 - recent), -1)],
+            "recent_calls": [index.call(p) for p in range(n_calls - 1, max(-1, n_calls - 1 - recent), -1)],
+            "last_seq": index.last_seq,
+        }
+
+    def active_sessions(self) -> list[Entry]:
+        index = self._read()
+        return [index.session(sid) for sid in index.active]
+
+    def last_seq(self) -> int:
+        return self._read().last_seq
+
+    def export(self) -> dict[str, Any]:
+        """The whole store as one JSON document."""
+        index = self._read()
+        return {
+            "exported_at": iso(utc_now()),
+            "last_seq": index.last_seq,
+            "sessions": [index.session_view(s) for s in index.session_order],
+            "information": [index.info(p) for p in range(len(index.info_off))],
+            "calls": [index.call(p) for p in range(len(index.call_off))],
+            "events": [
+                public(index.fetch(o)) for o in sorted(o for k in index.events.values() for v in k.values() for o in v)
+            ],
+        }
+
+    def stats(self) -> dict[str, Any]:
+        s = self.summary(recent=0)
+        for key in ("recent_information", "recent_calls"):
+            s.pop(key)
+        s["events"] = self._read().event_count
+        return s
+
+
+def _seq_of(state) -> int:
+    return state.seq
+
+
+def _clean_information(information: Any) -> str:
+    if not isinstance(information, str) or not information.strip():
+        raise StoreError("Information must be a non-empty sentence.", "empty_information")
+    information = information.strip()
+    if len(information) > MAX_INFORMATION_CHARS:
+        raise StoreError(
+            f"Information is longer than {MAX_INFORMATION_CHARS} characters; split it into several facts.",
+            "information_too_long",
+        )
+    return information
+
+
+def _validate(schema: str, entry: Entry, *, seq: bool = False, drop_empty_session: bool = False) -> None:
+    doc = {k: v for k, v in entry.items() if k != "type"}
+    if seq:
+        doc["seq"] = 1
+    if drop_empty_session and not doc.get("session_id"):
+        doc["session_id"] = "pending"
+    check(schema, doc)
