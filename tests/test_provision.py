@@ -1,4 +1,4 @@
-"""`python -m backend.sip_setup` provisions the SIP lines: it creates what is missing, finds what
+"""`python -m backend.provision` provisions the SIP lines: it creates what is missing, finds what
 exists (a second run changes nothing), repairs settings that drifted, sends no write on
 `--dry-run`, names the failing step and why, and never prints a secret.
 
@@ -25,7 +25,7 @@ from livekit.protocol import sip as sip_proto
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from backend import sip_setup
+from backend.provision import cli
 from tests.fakes.livekit_twirp import FakeTwirpServer, TwirpError
 from tests.fakes.twilio_rest import FakeTwilio
 
@@ -184,7 +184,7 @@ def twilio_fake():
 
 def run(argv, env, client) -> tuple[int, str]:
     out = io.StringIO()
-    code = sip_setup.main(argv, env=env, twilio_client=client, out=out)
+    code = cli.main(argv, env=env, twilio_client=client, out=out)
     text = out.getvalue()
     for secret in SECRETS:
         assert secret not in text
@@ -219,10 +219,10 @@ ALL_STEPS = [
 
 def test_missing_settings_are_all_named_and_nothing_is_sent():
     out = io.StringIO()
-    assert sip_setup.main([], env={}, out=out) == 2
+    assert cli.main([], env={}, out=out) == 2
     text = out.getvalue()
     assert "step config failed" in text
-    for name in sip_setup.REQUIRED_ENV:
+    for name in cli.REQUIRED_ENV:
         assert f"{name} is not set" in text
 
 
@@ -246,7 +246,7 @@ def test_bad_settings_are_refused_before_any_request(override, message, twilio_f
 def test_module_runs_as_a_command_and_reports_missing_settings(tmp_path):
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "backend.sip_setup", "--dry-run"],
+        [sys.executable, "-m", "backend.provision", "--dry-run"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -593,7 +593,7 @@ def test_a_found_trunk_is_updated_with_valid_requests_against_prism(prism, livek
 @pytest.mark.slow
 def test_prism_refuses_a_request_twilio_would_refuse(prism, livekit, monkeypatch):
     """The check is live: a transfer mode outside Twilio's enum is a 422 and names the step."""
-    monkeypatch.setattr(sip_setup, "TRANSFER_MODE", "enable-pstn")
+    monkeypatch.setattr(cli, "TRANSFER_MODE", "enable-pstn")
     client = twilio_client(prism["trunking"], prism["api"])
     code, text = run([], make_env(livekit.server.url, TWILIO_PHONE_NUMBER="+18089255327"), client)
     assert code == 1

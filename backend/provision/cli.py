@@ -1,6 +1,6 @@
 """Provision the SIP lines: a Twilio Elastic SIP trunk and LiveKit's trunks and dispatch rule.
 
-Run `python -m backend.sip_setup` (or `--dry-run` to print the plan and change nothing). Every
+Run `python -m backend.provision` (or `--dry-run` to print the plan and change nothing). Every
 resource is found by name first and created only when missing, and a found resource whose
 settings differ from the wanted ones is updated, so a second run changes nothing. A failure
 stops the run and names the step that failed and why. Secrets come only from the environment
@@ -444,7 +444,7 @@ def main(
     out: TextIO | None = None,
 ) -> int:
     """Entry point. Exit status: 0 done (or planned), 1 a step failed, 2 the settings are incomplete."""
-    parser = argparse.ArgumentParser(prog="python -m backend.sip_setup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m backend.provision", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="print the plan; send no writes")
     args = parser.parse_args(argv)
     out = out or sys.stdout
