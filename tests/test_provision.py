@@ -257,6 +257,19 @@ def test_module_runs_as_a_command_and_reports_missing_settings(tmp_path):
     assert "step config failed" in done.stderr and "TWILIO_ACCOUNT_SID is not set" in done.stderr
 
 
+@pytest.mark.parametrize("module", ["backend.provision", "backend.sip_setup"])
+def test_help_works_under_the_new_name_and_the_old_one(module, tmp_path):
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m {module} [-h] [--dry-run]")
+    assert "Provision the SIP lines" in done.stdout and "--dry-run" in done.stdout
+    if module == "backend.sip_setup":
+        assert "is now `python -m backend.provision`" in done.stderr
+
+
 # --- against stateful fakes: create, find, repair ----------------------------------------------
 
 

@@ -439,12 +439,13 @@ async def _run_livekit(cfg: SetupConfig, plan: Plan, domain: str) -> dict[str, s
 def main(
     argv: list[str] | None = None,
     *,
+    prog: str = "python -m backend.provision",
     env: Mapping[str, str] | None = None,
     twilio_client: Any = None,
     out: TextIO | None = None,
 ) -> int:
     """Entry point. Exit status: 0 done (or planned), 1 a step failed, 2 the settings are incomplete."""
-    parser = argparse.ArgumentParser(prog="python -m backend.provision", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="print the plan; send no writes")
     args = parser.parse_args(argv)
     out = out or sys.stdout
