@@ -1,4 +1,4 @@
-"""`python -m backend.sip_setup` provisions the SIP lines: it creates what is missing, finds what
+"""`python -m backend.provision` provisions the SIP lines: it creates what is missing, finds what
 exists (a second run changes nothing), repairs settings that drifted, sends no write on
 `--dry-run`, names the failing step and why, and never prints a secret.
 
@@ -25,7 +25,7 @@ from livekit.protocol import sip as sip_proto
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from backend import sip_setup
+from backend.provision import cli, config, twilio_trunk
 from tests.fakes.livekit_twirp import FakeTwirpServer, TwirpError
 from tests.fakes.twilio_rest import FakeTwilio
 
@@ -184,7 +184,7 @@ def twilio_fake():
 
 def run(argv, env, client) -> tuple[int, str]:
     out = io.StringIO()
-    code = sip_setup.main(argv, env=env, twilio_client=client, out=out)
+    code = cli.main(argv, env=env, twilio_client=client, out=out)
     text = out.getvalue()
     for secret in SECRETS:
         assert secret not in text
@@ -219,10 +219,10 @@ ALL_STEPS = [
 
 def test_missing_settings_are_all_named_and_nothing_is_sent():
     out = io.StringIO()
-    assert sip_setup.main([], env={}, out=out) == 2
+    assert cli.main([], env={}, out=out) == 2
     text = out.getvalue()
     assert "step config failed" in text
-    for name in sip_setup.REQUIRED_ENV:
+    for name in config.REQUIRED_ENV:
         assert f"{name} is not set" in text
 
 
@@ -246,7 +246,7 @@ def test_bad_settings_are_refused_before_any_request(override, message, twilio_f
 def test_module_runs_as_a_command_and_reports_missing_settings(tmp_path):
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "backend.sip_setup", "--dry-run"],
+        [sys.executable, "-m", "backend.provision", "--dry-run"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -255,6 +255,33 @@ def test_module_runs_as_a_command_and_reports_missing_settings(tmp_path):
     )
     assert done.returncode == 2
     assert "step config failed" in done.stderr and "TWILIO_ACCOUNT_SID is not set" in done.stderr
+
+
+@pytest.mark.parametrize("module", ["backend.provision", "backend.sip_setup"])
+def test_help_works_under_the_new_name_and_the_old_one(module, tmp_path):
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m {module} [-h] [--dry-run]")
+    assert "Provision the SIP lines" in done.stdout and "--dry-run" in done.stdout
+    if module == "backend.sip_setup":
+        assert "is now `python -m backend.provision`" in done.stderr
+
+
+def test_the_provisioning_package_loads_neither_flask_nor_the_agent():
+    code = (
+        "import pkgutil, sys, importlib, backend.provision as p\n"
+        "for m in pkgutil.iter_modules(p.__path__):\n"
+        "    if m.name != '__main__': importlib.import_module(f'backend.provision.{m.name}')\n"
+        "import backend.sip_setup\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'flask' or n.startswith('livekit.agents')))"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # --- against stateful fakes: create, find, repair ----------------------------------------------
@@ -593,7 +620,7 @@ def test_a_found_trunk_is_updated_with_valid_requests_against_prism(prism, livek
 @pytest.mark.slow
 def test_prism_refuses_a_request_twilio_would_refuse(prism, livekit, monkeypatch):
     """The check is live: a transfer mode outside Twilio's enum is a 422 and names the step."""
-    monkeypatch.setattr(sip_setup, "TRANSFER_MODE", "enable-pstn")
+    monkeypatch.setattr(twilio_trunk, "TRANSFER_MODE", "enable-pstn")
     client = twilio_client(prism["trunking"], prism["api"])
     code, text = run([], make_env(livekit.server.url, TWILIO_PHONE_NUMBER="+18089255327"), client)
     assert code == 1
