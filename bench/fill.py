@@ -14,8 +14,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from backend.store import JOURNAL, _dumps, _ordered
-from backend.store.records import CATEGORIES, END_REASONS, iso
+from backend.store.journal import JOURNAL
+from backend.store.records import CATEGORIES, END_REASONS, iso, line_of
 
 FACTS = {
     "contact_details": ("Caller's name is Pat Doe", {"full_name": "Pat Doe"}),
@@ -93,7 +93,7 @@ def fill(data_dir: str | Path, n_records: int, *, callers: int = 20000, per_call
                     "ended_at": iso(t + timedelta(seconds=count + 1)),
                 }
             )
-            fh.write(b"".join(_dumps(_ordered(e)).encode() + b"\n" for e in lines))
+            fh.write(b"".join(line_of(e) + b"\n" for e in lines))
     return {"records": written, "last_seq": seq, "callers": callers}
 
 

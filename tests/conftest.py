@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from backend.backend_agent import BackendAgent  # noqa: E402
-from backend.settings import Settings  # noqa: E402
+from backend.settings import Settings, reload_settings  # noqa: E402
 from backend.store import IMPLEMENTATIONS, JournalStore, MemoryStore  # noqa: E402
 from tests.fakes.livekit_twirp import API_KEY, API_SECRET, FakeTwirpServer  # noqa: E402
 
@@ -25,6 +25,9 @@ def _isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("BUSINESS_TIMEZONE", "America/New_York")
     monkeypatch.setenv("CALLING_HOURS", "08:00-21:00")
     monkeypatch.setenv("STORE_FSYNC", "1")
+    reload_settings()  # settings are read once per process: each test reads its own environment
+    yield
+    reload_settings()
 
 
 @pytest.fixture

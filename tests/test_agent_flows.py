@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from backend.backend_agent import BackendAgent
-from backend.store import JOURNAL
+from backend.store.journal import JOURNAL
 from backend.voice.caller import CONSOLE_CALLER_ID, CallDetails, call_details
 from tests.fakes.scripted_llm import CALLER, ScriptedLLM, opt_out_turns, start_call, tool, turn
 

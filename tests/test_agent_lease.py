@@ -19,7 +19,9 @@ import pytest
 
 import telephony_agent
 from backend.backend_agent import BackendAgent
-from backend.voice import lease
+from backend.calls import leases
+from backend.store.leases import LIVE_DIR
+from backend.voice import call
 from tests.fakes.scripted_llm import CALLER, ScriptedLLM, start_call, tool, turn
 
 pytest_plugins = ["tests.conftest_agent"]
@@ -66,6 +68,11 @@ def killed_call(data_dir: Path) -> None:
         proc.wait(timeout=30)
 
 
+def lease_file(backend: BackendAgent, session_id: str) -> Path:
+    """Where the JSON store keeps a call's lease (DATA_DIR/live/)."""
+    return backend.store._leases._path(session_id)
+
+
 def calls_of(backend: BackendAgent, session_id: str) -> list[dict]:
     return [c for c in backend.store.query_calls()[0] if c["session_id"] == session_id]
 
@@ -74,12 +81,13 @@ def calls_of(backend: BackendAgent, session_id: str) -> list[dict]:
 def test_prewarm_writes_the_call_log_a_killed_agent_process_never_wrote(tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     killed_call(data_dir)
-    [orphan] = lease.leases(data_dir)
+    before = BackendAgent(data_dir=data_dir)
+    [orphan] = before.store.leases()
     assert orphan.session_id == "dead-call"
-    assert not lease.process_alive(orphan.pid, orphan.process_start)
+    assert not leases.process_alive(orphan.pid, orphan.process_start)
     # the call's last sign of life: its last heartbeat, 42 s after the session started
-    started = datetime.fromisoformat(BackendAgent(data_dir=data_dir).store.get_session("dead-call")["started_at"])
-    os.utime(orphan.path, (started.timestamp() + 42, started.timestamp() + 42))
+    started = datetime.fromisoformat(before.store.get_session("dead-call")["started_at"])
+    os.utime(lease_file(before, "dead-call"), (started.timestamp() + 42, started.timestamp() + 42))
 
     monkeypatch.setenv("DATA_DIR", str(data_dir))
     monkeypatch.setenv("STORE_FSYNC", "0")
@@ -93,7 +101,7 @@ def test_prewarm_writes_the_call_log_a_killed_agent_process_never_wrote(tmp_path
     assert log["information_count"] == 1  # what the caller said before the crash is kept
     assert log["duration_seconds"] == pytest.approx(42, abs=0.01)
     assert backend.store.get_session("dead-call")["status"] == "completed"
-    assert lease.leases(data_dir) == []
+    assert backend.store.leases() == []
 
     telephony_agent.prewarm(Proc())  # another process: nothing left to close, no second log
     assert len(calls_of(backend, "dead-call")) == 1
@@ -101,21 +109,21 @@ def test_prewarm_writes_the_call_log_a_killed_agent_process_never_wrote(tmp_path
 
 async def test_a_live_call_is_left_alone(agent_backend, agent_settings):
     start_call(agent_backend, agent_settings, ScriptedLLM(), session_id="live-call")
-    [held] = lease.leases(agent_settings.data_dir)
+    [held] = agent_backend.store.leases()
     assert (held.session_id, held.caller_id, held.pid) == ("live-call", CALLER, os.getpid())
-    assert lease.orphaned(agent_settings.data_dir) == []
-    assert lease.close_orphaned_calls(agent_backend) == []
+    assert leases.orphaned(agent_backend.store.leases()) == []
+    assert agent_backend.close_orphaned_calls() == []
     assert agent_backend.store.get_session("live-call")["status"] == "active"
 
 
 async def test_a_reused_pid_is_not_taken_for_the_dead_calls_process(agent_backend, agent_settings):
     start_call(agent_backend, agent_settings, ScriptedLLM(), session_id="old-call")
-    [held] = lease.leases(agent_settings.data_dir)
-    body = json.loads(held.path.read_text())
+    path = lease_file(agent_backend, "old-call")
+    body = json.loads(path.read_text())
     body["process_start"] = "1"  # our pid, but a process that started at boot: not us
-    held.path.write_text(json.dumps(body))
+    path.write_text(json.dumps(body))
 
-    [closed] = lease.close_orphaned_calls(agent_backend)
+    [closed] = agent_backend.close_orphaned_calls()
     assert (closed["session_id"], closed["reason"]) == ("old-call", "agent_error")
 
 
@@ -124,21 +132,22 @@ async def test_a_lease_of_another_host_is_judged_by_its_heartbeat(agent_backend,
     name): its processes cannot be looked up here, so only a lease gone quiet is closed."""
     for sid in ("old-container", "other-machine"):
         start_call(agent_backend, agent_settings, ScriptedLLM(), session_id=sid)
-    for held in lease.leases(agent_settings.data_dir):
-        held.path.write_text(json.dumps(json.loads(held.path.read_text()) | {"host": "elsewhere"}))
+    for held in agent_backend.store.leases():
+        path = lease_file(agent_backend, held.session_id)
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"host": "elsewhere"}))
         if held.session_id == "old-container":  # no heartbeat for 10 minutes
-            os.utime(held.path, (time.time() - 600, time.time() - 600))
+            os.utime(path, (time.time() - 600, time.time() - 600))
 
-    assert [c["session_id"] for c in lease.close_orphaned_calls(agent_backend)] == ["old-container"]
+    assert [c["session_id"] for c in agent_backend.close_orphaned_calls()] == ["old-container"]
     assert agent_backend.store.get_session("other-machine")["status"] == "active"
-    assert [x.session_id for x in lease.leases(agent_settings.data_dir)] == ["other-machine"]
+    assert [x.session_id for x in agent_backend.store.leases()] == ["other-machine"]
 
 
 def test_an_unreadable_lease_is_skipped_not_fatal(agent_backend, agent_settings, caplog):
-    live = Path(agent_settings.data_dir) / lease.LIVE_DIR
+    live = Path(agent_settings.data_dir) / LIVE_DIR
     live.mkdir(parents=True)
     (live / "torn.json").write_text('{"session_id": "x", "pi')
-    assert lease.close_orphaned_calls(agent_backend) == []
+    assert agent_backend.close_orphaned_calls() == []
     assert "unreadable call lease torn.json" in caplog.text
 
 
@@ -149,20 +158,20 @@ async def test_ending_a_call_releases_its_lease(agent_backend, agent_settings):
         turn("Goodbye."),
     )
     session, agent = start_call(agent_backend, agent_settings, model)
-    assert len(lease.leases(agent_settings.data_dir)) == 1
+    assert len(agent_backend.store.leases()) == 1
     await session.start(agent)
     result = await session.run(user_input="Not interested, bye.")
     result.expect.next_event().is_function_call(name="end_call")
-    assert lease.leases(agent_settings.data_dir) == []
+    assert agent_backend.store.leases() == []
     await session.aclose()
     assert [c["reason"] for c in calls_of(agent_backend, "sess-1")] == ["customer_not_interested"]
 
 
 async def test_a_running_call_keeps_its_lease_fresh(agent_backend, agent_settings, monkeypatch):
-    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(call, "HEARTBEAT_SECONDS", 0.05)
     session, _agent = start_call(agent_backend, agent_settings, ScriptedLLM(), session_id="beating")
-    [held] = lease.leases(agent_settings.data_dir)
-    os.utime(held.path, (time.time() - 3600, time.time() - 3600))
+    path = lease_file(agent_backend, "beating")
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
     await asyncio.sleep(0.3)
-    assert held.path.stat().st_mtime > time.time() - 5
+    assert path.stat().st_mtime > time.time() - 5
     session.userdata.heartbeat.cancel()

@@ -254,7 +254,7 @@ writer.close()
 conf = runpy.run_path("gunicorn.conf.py")
 app = create_app()  # what the worker loads before gunicorn calls post_worker_init
 conf["post_worker_init"](None)
-sessions = app.extensions["store"].index.session_order
+sessions = app.extensions["backend"].store.index.session_order
 tracked = {id(o) for o in gc.get_objects()}
 print(len(sessions), sum(id(s) in tracked for s in sessions))
 """

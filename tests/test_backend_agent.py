@@ -3,14 +3,15 @@ guard against repeated calls, and write exactly one call log per session."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from backend.backend_agent import BackendAgent, spoken_time
-from backend.hours import parse_calling_hours
-from backend.settings import Settings
+from backend.calls.hours import parse_calling_hours
+from backend.settings import Settings, get_settings, override_settings
 
 CALLER = "+15551234567"
 
@@ -136,9 +137,20 @@ def test_helpers():
 
 def test_default_data_dir_comes_from_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "elsewhere"))
-    agent = BackendAgent()
-    agent.share_information("fact", "debt_info", CALLER)
+    with override_settings():  # the environment read afresh
+        BackendAgent().share_information("fact", "debt_info", CALLER)
     assert (tmp_path / "elsewhere" / "journal.jsonl").exists()
+    with override_settings(data_dir=tmp_path / "third"):
+        BackendAgent().share_information("fact", "debt_info", CALLER)
+    assert (tmp_path / "third" / "journal.jsonl").exists()
+
+
+def test_settings_are_read_once_per_process(monkeypatch, tmp_path):
+    first = get_settings()
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "changed"))
+    assert get_settings() is first  # one frozen object: a later change of the environment is not seen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.data_dir = tmp_path  # type: ignore[misc]
 
 
 def test_arguments_of_the_wrong_type_are_errors_not_crashes(backend):
@@ -151,7 +163,8 @@ def test_arguments_of_the_wrong_type_are_errors_not_crashes(backend):
 @pytest.mark.parametrize("hours", ["08:00-21:00", "21:00-08:00", "00:00-23:59", "12:30-12:31"])
 def test_get_current_time_and_the_outbound_gate_agree_on_calling_hours(data_dir, monkeypatch, hours):
     """One rule for both: a window may cross midnight (21:00-08:00 is the night)."""
-    from backend import backend_agent, sip
+    from backend import backend_agent
+    from backend.calls import hours as sip
 
     agent = BackendAgent(settings=Settings.from_env({"DATA_DIR": str(data_dir), "CALLING_HOURS": hours}, dotenv=False))
     for hour, minute in [(0, 0), (7, 59), (8, 0), (12, 30), (20, 59), (21, 0), (23, 59)]:

@@ -7,9 +7,10 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
-from backend.store import JOURNAL, QUARANTINE, JournalStore
-from backend.voice import lease
+from backend.calls import leases
+from backend.store.journal import JOURNAL, QUARANTINE, JournalStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CALLER = "+15551234567"
@@ -98,12 +99,11 @@ def test_verify_closes_the_calls_of_dead_agent_processes(data_dir):
     store.start_session("crashed", CALLER)
     store.add_information(information="Owes $12,000", category="debt_info", caller_id=CALLER, session_id="crashed")
     store.start_session("running", "+12025550143")
-    store.close()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    lease.claim(data_dir, "running", "+12025550143")  # held by this test's process: alive
-    path = lease.claim(data_dir, "crashed", CALLER)
-    body = json.loads(path.read_text()) | {"pid": int(dead.stdout), "process_start": "1"}  # exited
-    path.write_text(json.dumps(body))
+    store.put_lease(leases.this_process("running", "+12025550143"))  # held by this test's process: alive
+    exited = replace(leases.this_process("crashed", CALLER), pid=int(dead.stdout), process_start="1")
+    store.put_lease(exited)
+    store.close()
 
     result = cli(data_dir, "verify")
     assert result.returncode == 0, result.stderr

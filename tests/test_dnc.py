@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
-from backend import dnc
 from backend.api_server import create_app
+from backend.calls import dnc
+from backend.calls.numbers import InvalidPhoneNumber
 from backend.settings import Settings
-from backend.sip import InvalidPhoneNumber
 from tests.fakes.scripted_llm import ScriptedLLM, opt_out_turns, start_call, tool, turn
 
 pytest_plugins = ["tests.conftest_agent"]
@@ -94,12 +94,12 @@ def test_api_add_list_and_delete_with_the_deletion_logged(client, app, caplog):
     listing = client.get("/api/dnc", headers=AUTH).get_json()
     assert listing["count"] == 1 and listing["dnc"][0]["phone_number"] == NUMBER
 
-    with caplog.at_level(logging.INFO, logger="backend.dnc"):
+    with caplog.at_level(logging.INFO, logger="backend.calls.dnc"):
         # "+" unencoded in a query string arrives as a space; it still names the number
         gone = client.delete(f"/api/dnc?phone_number={NUMBER}&reason=customer+asked", headers=AUTH)
     assert gone.status_code == 200 and gone.get_json()["removed"]["phone_number"] == NUMBER
     assert client.get("/api/dnc", headers=AUTH).get_json()["count"] == 0
-    [removal] = [h for h in dnc.history(app.extensions["store"], NUMBER) if h["action"] == "remove"]
+    [removal] = [h for h in dnc.history(app.extensions["backend"].store, NUMBER) if h["action"] == "remove"]
     assert removal["reason"] == "customer asked" and removal["by"].startswith("api")
     logged = [r.getMessage() for r in caplog.records if "removed" in r.getMessage()]
     assert logged and all("5551234" not in m for m in logged)  # logged, with the number masked
@@ -132,11 +132,11 @@ def test_api_needs_a_token(client):
 
 
 def test_an_outbound_call_to_a_listed_number_is_refused_with_403(client, app):
-    dnc.add(app.extensions["store"], NUMBER, source="opt_out", session_id="s-1")
+    dnc.add(app.extensions["backend"].store, NUMBER, source="opt_out", session_id="s-1")
     response = client.post("/api/calls", json={"phone_number": NUMBER}, headers=AUTH)
     assert response.status_code == 403
     assert response.get_json()["error"]["code"] == "do_not_call"
-    [refusal] = app.extensions["store"].events("outbound_refused", NUMBER)
+    [refusal] = app.extensions["backend"].store.events("outbound_refused", NUMBER)
     assert refusal["data"]["code"] == "do_not_call"
 
 

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from backend.store import JOURNAL, QUARANTINE, SNAPSHOT, JournalStore
+from backend.store.journal import JOURNAL, QUARANTINE, SNAPSHOT, JournalStore
 from backend.store.records import StoreError, StoreUnavailable
 
 CALLER = "+15551234567"
@@ -186,7 +186,7 @@ def test_read_only_store_refuses_writes(data_dir):
 
 
 def test_snapshot_speeds_open_and_matches_a_full_scan(data_dir, monkeypatch):
-    import backend.store as store_module
+    import backend.store.journal as store_module
 
     monkeypatch.setattr(store_module, "SNAPSHOT_EVERY_BYTES", 1000)
     store = JournalStore(data_dir)
@@ -212,7 +212,7 @@ def test_snapshot_speeds_open_and_matches_a_full_scan(data_dir, monkeypatch):
 
 
 def test_snapshot_of_another_journal_is_ignored(data_dir, monkeypatch):
-    import backend.store as store_module
+    import backend.store.journal as store_module
 
     monkeypatch.setattr(store_module, "SNAPSHOT_EVERY_BYTES", 100)
     fill(JournalStore(data_dir), 10)
@@ -237,7 +237,7 @@ def test_unopenable_folder_is_store_unavailable(tmp_path):
 
 
 def test_close_saves_the_snapshot_when_far_behind(data_dir, monkeypatch):
-    import backend.store as store_module
+    import backend.store.journal as store_module
 
     monkeypatch.setattr(store_module, "SNAPSHOT_EVERY_BYTES", 500)
     store = JournalStore(data_dir)

@@ -17,11 +17,12 @@ from livekit.protocol import agent_dispatch
 from livekit.protocol import sip as sip_proto
 
 import telephony_agent
-from backend import dnc, outbound
 from backend.api_server import create_app
 from backend.backend_agent import BackendAgent
+from backend.calls import dnc, outbound
+from backend.livekit import rooms
 from backend.settings import Settings
-from backend.voice import dial, lease
+from backend.voice import dial
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number
 from tests.fakes.livekit_twirp import TwirpError
 from tests.fakes.scripted_llm import ScriptedLLM, turn
@@ -109,10 +110,10 @@ def test_a_refused_dispatch_fails_the_call_with_503(tmp_path, livekit):
     app, client = make_client(make_settings(tmp_path, livekit))
     response = place(client, NYC)
     assert response.status_code == 503 and error_code(response) == "dispatch_failed"
-    [call_id] = app.extensions["store"].event_keys(outbound.CALL_KIND)
+    [call_id] = app.extensions["backend"].store.event_keys(outbound.CALL_KIND)
     shown = client.get(f"/api/calls/{call_id}", headers=AUTH).get_json()
     assert shown["state"] == "failed" and "no workers" in shown["error"]
-    assert outbound.active_calls(app.extensions["store"]) == []  # a failed call frees its line
+    assert outbound.active_calls(app.extensions["backend"].store) == []  # a failed call frees its line
 
 
 def test_unknown_call_id_is_404_and_the_route_needs_a_token(tmp_path, livekit):
@@ -137,7 +138,7 @@ def test_unknown_call_id_is_404_and_the_route_needs_a_token(tmp_path, livekit):
 )
 def test_each_gate_refuses_with_its_status_in_order(tmp_path, livekit, number, listed, env, busy_lines, status, code):
     app, client = make_client(make_settings(tmp_path, livekit, **env))
-    store = app.extensions["store"]
+    store = app.extensions["backend"].store
     if listed:
         dnc.add(store, number, source="api")
     for i in range(busy_lines):
@@ -169,7 +170,7 @@ def test_hours_are_the_called_partys_not_ours(tmp_path, livekit):
 
 def test_the_concurrency_limit_counts_only_calls_in_progress(tmp_path, livekit):
     app, client = make_client(make_settings(tmp_path, livekit))
-    store = app.extensions["store"]
+    store = app.extensions["backend"].store
     first, second = place(client, NYC).get_json(), place(client, NYC).get_json()
     assert error_code(place(client, NYC)) == "too_many_outbound_calls"
     outbound.record_state(store, first["id"], "failed", dial_outcome="busy", sip_status_code=486)
@@ -186,7 +187,7 @@ def test_the_concurrency_limit_counts_only_calls_in_progress(tmp_path, livekit):
 def test_a_call_that_stops_moving_is_shown_failed_and_frees_its_line(tmp_path):
     settings = make_settings(tmp_path)
     app, _client = make_client(settings)
-    store = app.extensions["store"]
+    store = app.extensions["backend"].store
     outbound.record_state(store, "c1", "queued", phone_number=NYC, room="outbound-c1")
     assert outbound.call_view(store, "c1")["state"] == "queued"
     later = datetime.now(UTC) + timedelta(seconds=outbound.STALE_AFTER_SECONDS["queued"] + 1)
@@ -225,8 +226,8 @@ async def place_and_dial(tmp_path, livekit, handler):
     assert response.status_code == 202
     [dispatch] = livekit.calls_to("AgentDispatchService", "CreateDispatch")
     metadata = dispatch.request.metadata
-    backend = BackendAgent(store=app.extensions["store"], settings=settings)
-    async with dial.livekit_api(settings) as lkapi:
+    backend = BackendAgent(store=app.extensions["backend"].store, settings=settings)
+    async with rooms.livekit_api(settings) as lkapi:
         result = await dial.dial_customer(
             lkapi,
             backend,
@@ -249,12 +250,12 @@ async def test_an_answered_call_runs_as_an_outbound_session(tmp_path, livekit):
     [sent] = livekit.calls_to("SIP", "CreateSIPParticipant")
     req = sent.request
     assert (req.sip_trunk_id, req.sip_call_to, req.room_name) == ("ST_outbound", NYC, f"outbound-{call_id}")
-    assert req.wait_until_answered is True and req.ringing_timeout.seconds == dial.RINGING_TIMEOUT_S
+    assert req.wait_until_answered is True and req.ringing_timeout.seconds == rooms.RINGING_TIMEOUT_S
     session = backend.store.get_session("sess-out")
     assert (session["direction"], session["caller_id"], session["called_number"]) == ("outbound", NYC, NYC)
     assert session["status"] == "active"
     # in progress on this machine: were this process to die now, the next one would close it
-    assert [x.session_id for x in lease.leases(backend.store.data_dir)] == ["sess-out"]
+    assert [x.session_id for x in backend.store.leases()] == ["sess-out"]
     view = shown(client, call_id)
     assert view["state"] == "answered" and view["session_id"] == "sess-out"
     assert [h["state"] for h in view["history"]] == ["queued", "dialing", "answered"]
@@ -286,17 +287,17 @@ async def test_busy_and_no_answer_end_the_session_with_the_sip_status(tmp_path, 
     assert view["end_reason"] == reason
     assert [h["state"] for h in view["history"]] == ["queued", "dialing", "failed"]
     assert backend.store.query_calls(caller_id=NYC)[0] == [log]  # exactly one call log
-    assert lease.leases(backend.store.data_dir) == []  # ended: nothing left for a sweep
+    assert backend.store.leases() == []  # ended: nothing left for a sweep
 
 
 async def test_a_number_listed_after_queueing_is_not_dialed(tmp_path, livekit):
     settings = make_settings(tmp_path, livekit)
     app, _client = make_client(settings)
-    store = app.extensions["store"]
+    store = app.extensions["backend"].store
     livekit.on("SIP", "CreateSIPParticipant", answer)
     dnc.add(store, NYC, source="opt_out", session_id="other-call")
     backend = BackendAgent(store=store, settings=settings)
-    async with dial.livekit_api(settings) as lkapi:
+    async with rooms.livekit_api(settings) as lkapi:
         result = await dial.dial_customer(
             lkapi, backend, settings=settings, room_name="r", session_id="s", phone_number=NYC, call_id="c"
         )
@@ -309,7 +310,7 @@ async def test_without_an_outbound_trunk_nothing_is_dialed(tmp_path, livekit):
     settings = make_settings(tmp_path, livekit, SIP_OUTBOUND_TRUNK_ID="")
     backend = BackendAgent(settings=settings)
     try:
-        async with dial.livekit_api(settings) as lkapi:
+        async with rooms.livekit_api(settings) as lkapi:
             result = await dial.dial_customer(
                 lkapi, backend, settings=settings, room_name="r", session_id="s", phone_number=NYC, call_id="c"
             )

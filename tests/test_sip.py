@@ -12,15 +12,10 @@ import pytest
 from livekit.api import LiveKitAPI
 from livekit.protocol import sip as sip_proto
 
-from backend import sip
-from backend.sip import (
-    OUTBOUND_END_REASONS,
-    DialResult,
-    InvalidPhoneNumber,
-    normalize_e164,
-    timezones_for_number,
-    within_calling_hours,
-)
+from backend.calls.hours import within_calling_hours
+from backend.calls.numbers import InvalidPhoneNumber, normalize_e164, redact_number, timezones_for_number
+from backend.calls.sip_results import OUTBOUND_END_REASONS, DialResult
+from backend.livekit import sip
 from tests.fakes.livekit_twirp import API_KEY, API_SECRET, FakeTwirpServer, TwirpError
 
 # The contract's end reasons (section 1).
@@ -86,7 +81,7 @@ def test_normalize_e164_reads_national_form_only_with_a_region():
 
 
 def test_redact_number_hides_all_but_the_last_two_digits():
-    shown = sip.redact_number(NYC)
+    shown = redact_number(NYC)
     assert "5551234" not in shown and "2125" not in shown
     assert shown.endswith("34") and shown.startswith("+1")
 

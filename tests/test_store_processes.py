@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from backend.store import JOURNAL, JournalStore
+from backend.store.journal import JOURNAL, JournalStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

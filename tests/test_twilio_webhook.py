@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from twilio.request_validator import RequestValidator
 
-from backend import outbound
 from backend.api_server import create_app
 from backend.backend_agent import BackendAgent
+from backend.calls import outbound
 from backend.settings import Settings
 
 AUTH_TOKEN = "twilio-auth-token-for-tests"
@@ -57,7 +57,7 @@ def post(client, params, signature=None, query="", **kw):
 
 
 def events(app, kind="twilio_status"):
-    return app.extensions["store"].events(kind)
+    return app.extensions["backend"].store.events(kind)
 
 
 def assert_refused(response, code="invalid_signature"):
@@ -66,7 +66,7 @@ def assert_refused(response, code="invalid_signature"):
 
 
 def test_a_valid_signature_records_the_status_on_the_callers_session(app):
-    store = app.extensions["store"]
+    store = app.extensions["backend"].store
     BackendAgent(store=store).start_session("sess-in", CALLER)
     client = app.test_client()
     params = form("in-progress", Direction="inbound")
@@ -85,7 +85,7 @@ def test_a_valid_signature_records_the_status_on_the_callers_session(app):
 
 
 def test_a_callback_about_an_outbound_call_lands_on_the_call(app):
-    store = app.extensions["store"]
+    store = app.extensions["backend"].store
     outbound.record_state(store, "call-1", "queued", phone_number="+13105559876", room="outbound-call-1")
     outbound.record_state(store, "call-1", "dialing", session_id="sess-out")
     client = app.test_client()

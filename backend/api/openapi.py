@@ -8,7 +8,7 @@ from typing import Any
 
 from backend.api.params import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, STATUSES
 from backend.api.test_function import FUNCTIONS
-from backend.outbound import STATES as OUTBOUND_STATES
+from backend.calls.outbound import STATES as OUTBOUND_STATES
 from backend.store.records import CATEGORIES, END_REASONS, OUTCOMES
 
 TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}

@@ -4,7 +4,7 @@ Every change is an event: an addition carries the time, the source (`opt_out` fr
 from `POST /api/dnc`), the session it came from and a note; a removal carries who removed the
 number and why. The list is the numbers whose latest event is an addition, so nothing is ever
 erased: the history of a number stays in the journal. Inbound callers on the list are still
-served; `backend.outbound` refuses to call them.
+served; `backend.calls.outbound` refuses to call them.
 """
 
 from __future__ import annotations

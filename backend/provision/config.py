@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from backend.provision.plan import SetupError
-from backend.sip import InvalidPhoneNumber, normalize_e164
+from backend.calls.numbers import InvalidPhoneNumber, normalize_e164
 
 REQUIRED_ENV = (
     "TWILIO_ACCOUNT_SID",

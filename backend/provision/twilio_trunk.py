@@ -14,7 +14,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from backend.provision.config import SetupConfig
 from backend.provision.plan import Plan, SetupError, only_one
-from backend.sip import redact_number
+from backend.calls.numbers import redact_number
 
 TRANSFER_MODE = "enable-all"  # call transfer (SIP REFER) to SIP and to the PSTN
 TRANSFER_CALLER_ID = "from-transferee"  # the specialist sees the caller's number
