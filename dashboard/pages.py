@@ -156,7 +156,7 @@ def debt_summary(records: list[dict]) -> dict[str, Any]:
         if record["category"] != "debt_info" or isinstance(amount, bool) or not isinstance(amount, int | float):
             continue
         secured = fields.get("secured") is True
-        kind = fmt.field_name(str(fields.get("debt_type") or "other")) + (" (secured)" if secured else "")
+        kind = fmt.debt_type(fields.get("debt_type")) + (" (secured)" if secured else "")
         items.append(
             {
                 "seq": record["seq"],

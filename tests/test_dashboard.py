@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -354,6 +356,76 @@ def test_session_page_shows_timeline_debt_disclosures_and_other_calls(signed_in,
     assert "7m 01s" in html and "Qualified" in html and "customer_qualified_transfer" in html
     assert "/sessions/s0" in html  # the caller's other call
     assert "State" in html and "OH" in html  # fields as a table
+
+
+# ---- debt types and disclosures -----------------------------------------------------------
+SCHEMAS = Path(__file__).resolve().parent.parent / "backend" / "schemas" / "fields"
+DEBT_TYPE_LABELS = {
+    "credit_card": "Credit card",
+    "medical": "Medical",
+    "personal_loan": "Personal loan",
+    "student_loan": "Student loan",
+    "payday_loan": "Payday loan",
+    "auto_loan": "Auto loan",
+    "mortgage": "Mortgage",
+    "tax": "Tax",
+    "business": "Business",
+    "collections": "Collections",
+    "other": "Other",
+}
+
+
+def schema_enum(category: str, field: str) -> list[str]:
+    schema = json.loads((SCHEMAS / f"{category}.json").read_text())
+    prop = schema["properties"][field]
+    return prop.get("enum") or prop["items"]["enum"]
+
+
+def debt_rows(html: str) -> list[list[str]]:
+    body = html[html.index('id="debt-items"') : html.index("</tbody>", html.index('id="debt-items"'))]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def test_every_schema_debt_type_has_a_label():
+    assert list(DEBT_TYPE_LABELS) == schema_enum("debt_info", "debt_type")
+    assert formatting.DEBT_TYPE_LABELS == DEBT_TYPE_LABELS
+
+
+def test_debt_table_shows_each_debt_types_label_first_render_and_live(signed_in, store):
+    store.start_session("s1", CALLER)
+    for i, kind in enumerate(DEBT_TYPE_LABELS):
+        add(store, f"Debt {i}", fields={"debt_type": kind, "amount_usd": 100 + i})
+    add(store, "A debt of unknown kind", fields={"amount_usd": 50})
+    expected = [*DEBT_TYPE_LABELS.values(), "Not stated"]
+    html = signed_in.get("/sessions/s1").text
+    assert [row[0] for row in debt_rows(html)] == expected
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json
+    assert [d["type_display"] for d in live["debt"]["items"]] == expected
+
+
+def test_an_imported_records_debt_type_gets_its_label_too(signed_in, store):
+    """Records carried over by `import-legacy` keep their fields unchecked."""
+    store.start_session("s1", CALLER)
+    record = {"category": "debt_info", "information": "Card", "fields": {"debt_type": "Credit Card", "amount_usd": 5}}
+    store.import_information(record, session_id="s1", caller_id=CALLER, timestamp=iso(datetime.now(UTC)))
+    assert debt_rows(signed_in.get("/sessions/s1").text)[0][0] == "Credit card"
+    assert formatting.debt_type("boat_loan") == "boat loan"
+
+
+def test_a_records_details_show_vocabulary_words_by_their_labels(signed_in, store):
+    add(store, "Card", fields={"debt_type": "credit_card", "amount_usd": 10})
+    add(store, "Opening", category="conversation_flow", fields={"disclosures": ["business_name", "ai_assistant"]})
+    html = signed_in.get("/sessions/s1").text
+    assert '<th scope="row">Debt type</th><td>Credit card</td>' in html
+    assert '<th scope="row">Disclosures</th><td>Business name, AI assistant</td>' in html
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json
+    assert ["Debt type", "Credit card"] in live["records"][0]["fields_display"]
+    assert ["Disclosures", "Business name, AI assistant"] in live["records"][1]["fields_display"]
+
+
+def test_a_secured_debt_says_so_after_its_label(signed_in, store):
+    add(store, "House", fields={"debt_type": "mortgage", "amount_usd": 200000, "secured": True})
+    assert debt_rows(signed_in.get("/sessions/s1").text)[0] == ["Mortgage (secured)", "\N{EN DASH}", "$200,000"]
 
 
 def test_unknown_session_is_a_404_page(signed_in):
