@@ -179,6 +179,8 @@ def debt_summary(records: list[dict]) -> dict[str, Any]:
 
 
 def disclosures(records: list[dict]) -> list[dict[str, Any]]:
+    """Each opening disclosure, given when any `conversation_flow` record of the call lists it
+    in `fields.disclosures` (how the call script has the agent record them)."""
     given: set[str] = set()
     for record in records:
         listed = (record.get("fields") or {}).get("disclosures")

@@ -373,6 +373,8 @@ DEBT_TYPE_LABELS = {
     "collections": "Collections",
     "other": "Other",
 }
+# As the agent records them (prompts/call_script.md, tests/test_agent_flows.py).
+ALL_DISCLOSURES = ["business_name", "ai_assistant", "call_recorded", "callback_number"]
 
 
 def schema_enum(category: str, field: str) -> list[str]:
@@ -384,6 +386,13 @@ def schema_enum(category: str, field: str) -> list[str]:
 def debt_rows(html: str) -> list[list[str]]:
     body = html[html.index('id="debt-items"') : html.index("</tbody>", html.index('id="debt-items"'))]
     return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def disclosure_states(html: str) -> dict[str, tuple[str, str]]:
+    """key -> (class, state text) of each item of the Disclosures box."""
+    box = html[html.index('id="disclosures"') : html.index("</ul>", html.index('id="disclosures"'))]
+    items = re.findall(r'<li data-key="([a-z_]+)" class="([a-z]+)">.*?<span class="state">([^<]*)</span>', box, re.S)
+    return {key: (cls, state) for key, cls, state in items}
 
 
 def test_every_schema_debt_type_has_a_label():
@@ -426,6 +435,48 @@ def test_a_records_details_show_vocabulary_words_by_their_labels(signed_in, stor
 def test_a_secured_debt_says_so_after_its_label(signed_in, store):
     add(store, "House", fields={"debt_type": "mortgage", "amount_usd": 200000, "secured": True})
     assert debt_rows(signed_in.get("/sessions/s1").text)[0] == ["Mortgage (secured)", "\N{EN DASH}", "$200,000"]
+
+
+def test_disclosures_recorded_by_the_agent_show_as_given(signed_in, store):
+    add(
+        store,
+        "Opening disclosures given",
+        category="conversation_flow",
+        fields={"stage": "opening", "disclosures": ALL_DISCLOSURES},
+    )
+    html = signed_in.get("/sessions/s1").text
+    assert disclosure_states(html) == {k: ("given", "given") for k in ALL_DISCLOSURES}
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json
+    assert [(d["key"], d["given"]) for d in live["disclosures"]] == [(k, True) for k in ALL_DISCLOSURES]
+
+
+def test_disclosures_from_any_record_of_the_call_count_and_only_that_call(signed_in, store):
+    assert list(formatting.DISCLOSURE_LABELS) == schema_enum("conversation_flow", "disclosures")
+    add(store, "Said the business name", category="conversation_flow", fields={"disclosures": ["business_name"]})
+    add(store, "Has a card", fields={"debt_type": "credit_card", "amount_usd": 10})
+    add(store, "Other call", category="conversation_flow", session="s2", fields={"disclosures": ["call_recorded"]})
+    html = signed_in.get("/sessions/s1").text
+    last = store.last_seq()
+    assert disclosure_states(html) == {
+        "business_name": ("given", "given"),
+        "ai_assistant": ("missing", "not recorded"),
+        "call_recorded": ("missing", "not recorded"),
+        "callback_number": ("missing", "not recorded"),
+    }
+    add(
+        store,
+        "Rest of the opening",
+        category="conversation_flow",
+        fields={"stage": "opening", "disclosures": ["ai_assistant", "callback_number"]},
+    )
+    live = signed_in.get(f"/live?after_seq={last}&session_id=s1").json
+    assert {d["key"]: d["given"] for d in live["disclosures"]} == {
+        "business_name": True,
+        "ai_assistant": True,
+        "call_recorded": False,
+        "callback_number": True,
+    }
+    assert disclosure_states(signed_in.get("/sessions/s1").text)["callback_number"] == ("given", "given")
 
 
 def test_unknown_session_is_a_404_page(signed_in):
