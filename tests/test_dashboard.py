@@ -323,6 +323,17 @@ def test_live_rejects_a_bad_after_seq(signed_in):
     assert signed_in.get("/live?after_seq=-1").status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [("/live", 400, "invalid_after_seq"), ("/live?after_seq=0&session_id=nope", 404, "session_not_found")],
+)
+def test_live_errors_are_the_apis_error_envelope(signed_in, path, status, code):
+    response = signed_in.get(path)
+    assert (response.status_code, response.mimetype) == (status, "application/json")
+    assert list(response.json) == ["error"] and list(response.json["error"]) == ["code", "message"]
+    assert response.json["error"]["code"] == code
+
+
 def test_live_for_one_call(signed_in, store):
     add(store, "First")
     last = store.last_seq()
@@ -359,7 +370,9 @@ def test_session_page_shows_timeline_debt_disclosures_and_other_calls(signed_in,
 
 
 # ---- debt types and disclosures -----------------------------------------------------------
-SCHEMAS = Path(__file__).resolve().parent.parent / "backend" / "schemas" / "fields"
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT / "backend" / "schemas" / "fields"
+DASHBOARD = ROOT / "dashboard"
 DEBT_TYPE_LABELS = {
     "credit_card": "Credit card",
     "medical": "Medical",
@@ -501,6 +514,12 @@ def test_csv_export_is_the_whole_filtered_view_in_the_api_format(signed_in, stor
     assert "other caller" not in response.get_data(as_text=True)
     only = signed_in.get("/export.csv?category=contact_details").get_data(as_text=True)
     assert "HYPERLINK" in only and "debt 1" not in only
+
+
+# ---- one door to the data --------------------------------------------------------------------
+def test_the_dashboard_builds_no_error_envelope_of_its_own():
+    for path in DASHBOARD.glob("*.py"):
+        assert '{"error"' not in path.read_text(), path.name
 
 
 # ---- formatting -------------------------------------------------------------------------------
