@@ -7,7 +7,7 @@ from typing import Any
 
 import phonenumbers
 
-from backend.records import parse_iso
+from backend.api.data import parse_iso
 
 NONE = "\N{EN DASH}"  # shown where there is no value
 CATEGORY_LABELS = {

@@ -1,21 +1,35 @@
 """The data of each dashboard page, rendered as HTML (first load) or JSON (live updates).
 
-The lists come from the API's page functions (`backend.api.data`), so `/api/...` and the
-dashboard answer the same records for the same filters; this module adds what only the
-dashboard shows (cards, active calls, debt totals, disclosures). Everything comes from the
-store's indexed queries: no page reads the whole store, and a live update's size depends on
-what changed since `after_seq`, not on the store's size."""
+Everything comes through the API's page functions (`backend.api.data`, the dashboard's one
+door to the data), so `/api/...` and the dashboard answer the same records for the same
+filters; this module adds what only the dashboard shows (cards, active calls, debt totals,
+disclosures) and the texts it shows them with. Every read is one of the store's indexed
+queries: no page reads the whole store, and a live update's size depends on what changed since
+`after_seq`, not on the store's size."""
 
 from __future__ import annotations
 
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from backend.api.data import calls_page, information_page, session_detail, sessions_page, summary_page
+from backend.api.data import (
+    CATEGORIES,
+    CallParams,
+    InformationParams,
+    SessionParams,
+    Store,
+    active_sessions,
+    calls_ended_since,
+    calls_page,
+    epoch,
+    find_session,
+    information_page,
+    last_seq,
+    session_detail,
+    sessions_page,
+    summary_page,
+)
 from backend.api.errors import ApiError
-from backend.api.params import CallParams, InformationParams, SessionParams
-from backend.records import CATEGORIES, epoch
-from backend.store import Store
 from dashboard import formatting as fmt
 from dashboard.query import ViewFilters, start_of_today
 
@@ -30,10 +44,10 @@ EARLIER_CALLS = 20
 def summary_counts(store: Store, zone: ZoneInfo) -> dict[str, Any]:
     """The overview's cards and category chart."""
     summary = summary_page(store, recent=0)
-    calls_today, qualified_today = store.count_calls(start_of_today(zone))
+    today = calls_ended_since(store, start_of_today(zone))
     return {
-        "calls_today": calls_today,
-        "qualified_today": qualified_today,
+        "calls_today": today["calls"],
+        "qualified_today": today["qualified"],
         "active_sessions": summary["active_sessions"],
         "total_calls": summary["total_calls"],
         "qualified_total": summary["by_outcome"].get("qualified", 0),
@@ -45,7 +59,7 @@ def summary_counts(store: Store, zone: ZoneInfo) -> dict[str, Any]:
 
 def active_calls(store: Store) -> dict[str, Any]:
     """Calls in progress, newest first, each with its newest captured fact."""
-    sessions = sorted(store.active_sessions(), key=lambda s: s["started_at"], reverse=True)
+    sessions = active_sessions(store)
     out = []
     for session in sessions[:ACTIVE_SHOWN]:
         newest = information_page(store, InformationParams(session_id=session["session_id"], limit=1))["information"]
@@ -106,7 +120,7 @@ def _call_matches(call: dict, f: ViewFilters) -> bool:
 
 def session_page(store: Store, session_id: str) -> dict[str, Any] | None:
     """A call's review page, or None when the store has no such session."""
-    last_seq = store.last_seq()
+    seq = last_seq(store)  # first: the page may then repeat a record in its live updates, never miss one
     try:
         detail = session_detail(store, session_id)
     except ApiError:
@@ -115,7 +129,7 @@ def session_page(store: Store, session_id: str) -> dict[str, Any] | None:
     earlier = sessions_page(store, SessionParams(caller_id=detail["session"]["caller_id"], limit=EARLIER_CALLS + 1))
     return {
         **detail,
-        "last_seq": last_seq,
+        "last_seq": seq,
         "groups": [(c, [r for r in records if r["category"] == c]) for c in CATEGORIES],
         "debt": debt_summary(records),
         "disclosures": disclosures(records),
@@ -125,24 +139,24 @@ def session_page(store: Store, session_id: str) -> dict[str, Any] | None:
 
 def session_changes(store: Store, session_id: str, after_seq: int) -> dict[str, Any] | None:
     """What changed on one call since `after_seq`: its new records, its state and call log."""
-    last_seq = store.last_seq()
-    session = store.get_session(session_id)
+    seq = last_seq(store)
+    session = find_session(store, session_id)
     if session is None:
         return None
-    out: dict[str, Any] = {"last_seq": last_seq, "session": shown(session), "changed": last_seq > after_seq}
+    out: dict[str, Any] = {"last_seq": seq, "session": shown(session), "changed": seq > after_seq}
     if not out["changed"]:
         return out
     page = information_page(store, InformationParams(session_id=session_id, after_seq=after_seq, limit=LIVE_RECORDS))
     records = page["information"]
-    everything = store.session_information(session_id) if records else []
-    call = store.session_call(session_id)
+    detail = session_detail(store, session_id)  # the call's every record (for its totals) and call log
+    call = detail["call"]
     return {
         **out,
         "records": [shown(r) for r in records],
         "records_more": page["next_cursor"] is not None,
         "call": shown(call) if call else None,
-        "debt": debt_summary(everything) if records else None,
-        "disclosures": disclosures(everything) if records else None,
+        "debt": debt_summary(detail["information"]) if records else None,
+        "disclosures": disclosures(detail["information"]) if records else None,
     }
 
 

@@ -13,9 +13,8 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from backend.api.data import CATEGORIES, OUTCOMES, CallParams, InformationParams, decode_cursor
 from backend.api.errors import ApiError
-from backend.api.params import CallParams, InformationParams, decode_cursor
-from backend.records import CATEGORIES, OUTCOMES
 from dashboard.formatting import normalize_phone
 
 MAX_TEXT = 200

@@ -6,11 +6,8 @@ from collections.abc import Iterator
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from backend.api import get_store
-from backend.api.data import information_page
+from backend.api.data import CATEGORIES, OUTCOMES, csv_response, get_store, information_page
 from backend.api.errors import envelope
-from backend.api.formats import csv_response
-from backend.records import CATEGORIES, OUTCOMES
 from dashboard import login, pages
 from dashboard.query import ViewFilters, parse_filters, zone_named
 

@@ -4,6 +4,7 @@ changed; the CSV export is the API's format over the current view."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -372,7 +373,6 @@ def test_session_page_shows_timeline_debt_disclosures_and_other_calls(signed_in,
 # ---- debt types and disclosures -----------------------------------------------------------
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "backend" / "schemas" / "fields"
-DASHBOARD = ROOT / "dashboard"
 DEBT_TYPE_LABELS = {
     "credit_card": "Credit card",
     "medical": "Medical",
@@ -517,6 +517,25 @@ def test_csv_export_is_the_whole_filtered_view_in_the_api_format(signed_in, stor
 
 
 # ---- one door to the data --------------------------------------------------------------------
+DASHBOARD = ROOT / "dashboard"
+DOORS = {"backend.api.data", "backend.api.errors", "backend.settings"}
+
+
+def test_the_dashboard_reaches_the_backend_only_through_the_api_data_module():
+    """The page data, parameters, formats, store and vocabularies come from `backend.api.data`,
+    failures from `backend.api.errors`; never the store, the records module or other API modules."""
+    imported = {}
+    for path in sorted(DASHBOARD.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                if name.startswith("backend"):
+                    imported.setdefault(name, []).append(path.name)
+    assert set(imported) <= DOORS, imported
+
+
 def test_the_dashboard_builds_no_error_envelope_of_its_own():
     for path in DASHBOARD.glob("*.py"):
         assert '{"error"' not in path.read_text(), path.name

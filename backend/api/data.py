@@ -1,13 +1,47 @@
 """The data of every page, built once: the API renders it as JSON (or NDJSON / CSV), the
-dashboard as HTML. Each function takes the store and parsed parameters and returns a dict."""
+dashboard as HTML. Each function takes the store and parsed parameters and returns its data.
+
+This module is the dashboard's one door to the data (failures come from `backend.api.errors`):
+besides the pages it passes on what reading them takes, listed in `__all__` (the parameters
+and cursors, the CSV format, the app's store, the token check of sign-in, the records'
+vocabularies and timestamps), so the dashboard imports neither the store nor the records module
+nor other API modules itself."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from backend.api import get_store
+from backend.api.auth import check_token
 from backend.api.errors import ApiError
-from backend.api.params import CallParams, InformationParams, SessionParams, encode_cursor
+from backend.api.formats import csv_response
+from backend.api.params import CallParams, InformationParams, SessionParams, decode_cursor, encode_cursor
+from backend.records import CATEGORIES, OUTCOMES, epoch, parse_iso
 from backend.store import Store
+
+__all__ = [  # the pages, what only the dashboard shows, and what is passed on for it
+    "CATEGORIES",
+    "OUTCOMES",
+    "CallParams",
+    "InformationParams",
+    "SessionParams",
+    "Store",
+    "active_sessions",
+    "calls_ended_since",
+    "calls_page",
+    "check_token",
+    "csv_response",
+    "decode_cursor",
+    "epoch",
+    "find_session",
+    "get_store",
+    "information_page",
+    "last_seq",
+    "parse_iso",
+    "session_detail",
+    "sessions_page",
+    "summary_page",
+]
 
 
 def information_page(store: Store, p: InformationParams) -> dict[str, Any]:
@@ -79,3 +113,27 @@ def summary_page(store: Store, recent: int = 10) -> dict[str, Any]:
     """Totals, counts by category and outcome, the `recent` newest records and call logs, and
     `last_seq` (the newest seq written, for following the store with `after_seq`)."""
     return store.summary(recent=recent)
+
+
+# ---- what only the dashboard shows (its cards, calls in progress and live updates) ----------
+def last_seq(store: Store) -> int:
+    """The newest seq written; follow the store from there with `after_seq`."""
+    return store.last_seq()
+
+
+def calls_ended_since(store: Store, since: float) -> dict[str, int]:
+    """`{"calls": n, "qualified": m}`: call logs ended since `since` (epoch seconds), and how
+    many of them `qualified`, counted from the store's index alone."""
+    calls, qualified = store.count_calls(since)
+    return {"calls": calls, "qualified": qualified}
+
+
+def active_sessions(store: Store) -> list[dict[str, Any]]:
+    """The sessions in progress, newest first."""
+    return sorted(store.active_sessions(), key=lambda s: s["started_at"], reverse=True)
+
+
+def find_session(store: Store, session_id: str) -> dict[str, Any] | None:
+    """The session, or None when the store has none of that id (`session_detail` with its
+    records and call log, for when those are needed too)."""
+    return store.get_session(session_id)
