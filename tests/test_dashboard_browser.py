@@ -104,7 +104,7 @@ def server(tmp_path_factory):
         "WEB_CONCURRENCY": "2",
         "STORE_FSYNC": "0",
     }
-    command = ["gunicorn", "--no-control-socket", "backend.api_server:create_app()"]
+    command = [sys.executable, "-m", "gunicorn", "--no-control-socket", "backend.api_server:create_app()"]
     with open(data_dir / "gunicorn.log", "w") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
