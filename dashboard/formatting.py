@@ -7,7 +7,7 @@ from typing import Any
 
 import phonenumbers
 
-from backend.store.records import parse_iso
+from backend.api.data import parse_iso
 
 NONE = "\N{EN DASH}"  # shown where there is no value
 CATEGORY_LABELS = {
@@ -27,12 +27,30 @@ OUTCOME_LABELS = {
     "incomplete": "Incomplete",
     "completed": "Completed",
 }
+# The words of the `fields` vocabularies (backend/schemas/fields/*.json; a test checks that
+# every value the schemas allow has one).
+DEBT_TYPE_LABELS = {
+    "credit_card": "Credit card",
+    "medical": "Medical",
+    "personal_loan": "Personal loan",
+    "student_loan": "Student loan",
+    "payday_loan": "Payday loan",
+    "auto_loan": "Auto loan",
+    "mortgage": "Mortgage",
+    "tax": "Tax",
+    "business": "Business",
+    "collections": "Collections",
+    "other": "Other",
+}
 DISCLOSURE_LABELS = {
     "business_name": "Business name",
     "ai_assistant": "AI assistant",
     "call_recorded": "Call is recorded",
     "callback_number": "Callback number",
 }
+VALUE_LABELS = {"debt_type": DEBT_TYPE_LABELS, "disclosures": DISCLOSURE_LABELS}
+HUMANISED_FIELDS = {"employment_status", "stage"}  # vocabularies without labels: underscores go
+NOT_STATED = "Not stated"
 
 
 def phone(number: str | None) -> str:
@@ -50,18 +68,6 @@ def phone(number: str | None) -> str:
     if not phonenumbers.is_possible_number(parsed):
         return number
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-
-
-def normalize_phone(text: str) -> str:
-    """What a qualifier typed in the caller filter, as the E.164 id the store keeps."""
-    text = text.strip()
-    try:
-        parsed = phonenumbers.parse(text, "US")
-    except phonenumbers.NumberParseException:
-        return text
-    if not phonenumbers.is_possible_number(parsed):
-        return text
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def duration(seconds: float | None) -> str:
@@ -92,11 +98,9 @@ def utc_text(timestamp: str | None) -> str:
         return timestamp
 
 
-HUMANISED_FIELDS = {"debt_type", "employment_status", "disclosures", "stage"}
-
-
 def field_value(value: Any, name: str = "") -> str:
-    """A `fields` value as text: amounts as money, vocabulary words without underscores."""
+    """A `fields` value as text: amounts as money, vocabulary words by their labels (or at
+    least without underscores)."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
@@ -105,9 +109,26 @@ def field_value(value: Any, name: str = "") -> str:
         return NONE
     if name.endswith("_usd") and isinstance(value, int | float):
         return money(value)
+    if name in VALUE_LABELS and isinstance(value, str):
+        return vocabulary_label(name, value)
     if name in HUMANISED_FIELDS and isinstance(value, str):
         return value.replace("_", " ")
     return str(value)
+
+
+def vocabulary_label(name: str, value: str) -> str:
+    """`("debt_type", "credit_card")` -> `Credit card`; a value without a label (an imported
+    record's `Credit Card`) by its normalised key's label, else as written without underscores."""
+    labels = VALUE_LABELS[name]
+    key = value.strip().lower().replace(" ", "_").replace("-", "_")
+    return labels.get(value) or labels.get(key) or value.replace("_", " ")
+
+
+def debt_type(value: Any) -> str:
+    """The Debt table's type of a `debt_info` record's `debt_type` (`Not stated` when it has none)."""
+    if not isinstance(value, str) or not value.strip():
+        return NOT_STATED
+    return vocabulary_label("debt_type", value)
 
 
 def field_name(name: str) -> str:

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from flask import current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 
+from backend.api.data import check_token
+
 log = logging.getLogger(__name__)
 
 SESSION_HOURS = 12
@@ -39,8 +41,6 @@ class DashboardSessionInterface(SecureCookieSessionInterface):
 
 def token_is_valid(token: str) -> bool:
     """The API's own check (constant-time, same tokens as the bearer auth)."""
-    from backend.api.auth import check_token
-
     return bool(token) and check_token(current_app, token)
 
 

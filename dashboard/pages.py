@@ -1,21 +1,35 @@
 """The data of each dashboard page, rendered as HTML (first load) or JSON (live updates).
 
-The lists come from the API's page functions (`backend.api.data`), so `/api/...` and the
-dashboard answer the same records for the same filters; this module adds what only the
-dashboard shows (cards, active calls, debt totals, disclosures). Everything comes from the
-store's indexed queries: no page reads the whole store, and a live update's size depends on
-what changed since `after_seq`, not on the store's size."""
+Everything comes through the API's page functions (`backend.api.data`, the dashboard's one
+door to the data), so `/api/...` and the dashboard answer the same records for the same
+filters; this module adds what only the dashboard shows (cards, active calls, debt totals,
+disclosures) and the texts it shows them with. Every read is one of the store's indexed
+queries: no page reads the whole backend, and a live update's size depends on what changed since
+`after_seq`, not on the store's size."""
 
 from __future__ import annotations
 
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from backend.api.data import calls_page, information_page, session_detail, sessions_page, summary_page
+from backend.api.data import (
+    CATEGORIES,
+    BackendAgent,
+    CallParams,
+    InformationParams,
+    SessionParams,
+    active_sessions,
+    calls_ended_since,
+    calls_page,
+    epoch,
+    find_session,
+    information_page,
+    last_seq,
+    session_detail,
+    sessions_page,
+    summary_page,
+)
 from backend.api.errors import ApiError
-from backend.api.params import CallParams, InformationParams, SessionParams
-from backend.backend_agent import BackendAgent as Store
-from backend.store.records import CATEGORIES, epoch
 from dashboard import formatting as fmt
 from dashboard.query import ViewFilters, start_of_today
 
@@ -27,13 +41,13 @@ LIVE_CALLS = 50
 EARLIER_CALLS = 20
 
 
-def summary_counts(store: Store, zone: ZoneInfo) -> dict[str, Any]:
+def summary_counts(backend: BackendAgent, zone: ZoneInfo) -> dict[str, Any]:
     """The overview's cards and category chart."""
-    summary = summary_page(store, recent=0)
-    calls_today, qualified_today = store.count_calls(start_of_today(zone))
+    summary = summary_page(backend, recent=0)
+    today = calls_ended_since(backend, start_of_today(zone))
     return {
-        "calls_today": calls_today,
-        "qualified_today": qualified_today,
+        "calls_today": today["calls"],
+        "qualified_today": today["qualified"],
         "active_sessions": summary["active_sessions"],
         "total_calls": summary["total_calls"],
         "qualified_total": summary["by_outcome"].get("qualified", 0),
@@ -43,24 +57,24 @@ def summary_counts(store: Store, zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def active_calls(store: Store) -> dict[str, Any]:
+def active_calls(backend: BackendAgent) -> dict[str, Any]:
     """Calls in progress, newest first, each with its newest captured fact."""
-    sessions = sorted(store.active_sessions(), key=lambda s: s["started_at"], reverse=True)
+    sessions = active_sessions(backend)
     out = []
     for session in sessions[:ACTIVE_SHOWN]:
-        newest = information_page(store, InformationParams(session_id=session["session_id"], limit=1))["information"]
+        newest = information_page(backend, InformationParams(session_id=session["session_id"], limit=1))["information"]
         out.append(shown({**session, "newest": shown(newest[0]) if newest else None}))
     return {"count": len(sessions), "sessions": out}
 
 
-def overview(store: Store, filters: ViewFilters, zone: ZoneInfo) -> dict[str, Any]:
-    counts = summary_counts(store, zone)  # first: its last_seq may repeat a record, never miss one
-    feed = information_page(store, filters.information_params(FEED_PAGE))
-    calls = calls_page(store, filters.call_params(CALLS_PAGE))
+def overview(backend: BackendAgent, filters: ViewFilters, zone: ZoneInfo) -> dict[str, Any]:
+    counts = summary_counts(backend, zone)  # first: its last_seq may repeat a record, never miss one
+    feed = information_page(backend, filters.information_params(FEED_PAGE))
+    calls = calls_page(backend, filters.call_params(CALLS_PAGE))
     return {
         "summary": counts,
         "last_seq": counts["last_seq"],
-        "active": active_calls(store),
+        "active": active_calls(backend),
         "feed": feed["information"],
         "feed_next": feed["next_cursor"],
         "calls": calls["calls"],
@@ -68,15 +82,15 @@ def overview(store: Store, filters: ViewFilters, zone: ZoneInfo) -> dict[str, An
     }
 
 
-def overview_changes(store: Store, filters: ViewFilters, zone: ZoneInfo, after_seq: int) -> dict[str, Any]:
+def overview_changes(backend: BackendAgent, filters: ViewFilters, zone: ZoneInfo, after_seq: int) -> dict[str, Any]:
     """What changed since `after_seq`: new feed records (write order), new call logs (newest
     first), the active calls and the counts. `*_more` says the page is too far behind."""
-    counts = summary_counts(store, zone)
+    counts = summary_counts(backend, zone)
     out: dict[str, Any] = {"last_seq": counts["last_seq"], "summary": counts}
     if counts["last_seq"] <= after_seq:
         return {**out, "changed": False}
-    records = information_page(store, filters.information_params(LIVE_RECORDS, after_seq=after_seq))
-    calls, calls_more = new_calls(store, filters, after_seq)
+    records = information_page(backend, filters.information_params(LIVE_RECORDS, after_seq=after_seq))
+    calls, calls_more = new_calls(backend, filters, after_seq)
     return {
         **out,
         "changed": True,
@@ -84,14 +98,14 @@ def overview_changes(store: Store, filters: ViewFilters, zone: ZoneInfo, after_s
         "records_more": records["next_cursor"] is not None,
         "calls": [shown(c) for c in calls],
         "calls_more": calls_more,
-        "active": active_calls(store),
+        "active": active_calls(backend),
     }
 
 
-def new_calls(store: Store, filters: ViewFilters, after_seq: int) -> tuple[list[dict], bool]:
+def new_calls(backend: BackendAgent, filters: ViewFilters, after_seq: int) -> tuple[list[dict], bool]:
     """Call logs written after `after_seq` that match the view, newest first: reads at most
     LIVE_CALLS + 1 of the newest call logs, whatever the store's size."""
-    newest = calls_page(store, CallParams(limit=LIVE_CALLS + 1))["calls"]
+    newest = calls_page(backend, CallParams(limit=LIVE_CALLS + 1))["calls"]
     fresh = [c for c in newest if c["seq"] > after_seq]
     kept = [c for c in fresh[:LIVE_CALLS] if _call_matches(c, filters)]
     return kept, len(fresh) > LIVE_CALLS
@@ -104,18 +118,18 @@ def _call_matches(call: dict, f: ViewFilters) -> bool:
     return not ((f.since is not None and ts < f.since) or (f.until is not None and ts > f.until))
 
 
-def session_page(store: Store, session_id: str) -> dict[str, Any] | None:
+def session_page(backend: BackendAgent, session_id: str) -> dict[str, Any] | None:
     """A call's review page, or None when the store has no such session."""
-    last_seq = store.last_seq()
+    seq = last_seq(backend)  # first: the page may then repeat a record in its live updates, never miss one
     try:
-        detail = session_detail(store, session_id)
+        detail = session_detail(backend, session_id)
     except ApiError:
         return None
     records = detail["information"]
-    earlier = sessions_page(store, SessionParams(caller_id=detail["session"]["caller_id"], limit=EARLIER_CALLS + 1))
+    earlier = sessions_page(backend, SessionParams(caller_id=detail["session"]["caller_id"], limit=EARLIER_CALLS + 1))
     return {
         **detail,
-        "last_seq": last_seq,
+        "last_seq": seq,
         "groups": [(c, [r for r in records if r["category"] == c]) for c in CATEGORIES],
         "debt": debt_summary(records),
         "disclosures": disclosures(records),
@@ -123,25 +137,26 @@ def session_page(store: Store, session_id: str) -> dict[str, Any] | None:
     }
 
 
-def session_changes(store: Store, session_id: str, after_seq: int) -> dict[str, Any] | None:
+def session_changes(backend: BackendAgent, session_id: str, after_seq: int) -> dict[str, Any] | None:
     """What changed on one call since `after_seq`: its new records, its state and call log."""
-    last_seq = store.last_seq()
-    found = store.session(session_id)
-    if found is None:
+    seq = last_seq(backend)
+    session = find_session(backend, session_id)
+    if session is None:
         return None
-    session, everything, call = found
-    out: dict[str, Any] = {"last_seq": last_seq, "session": shown(session), "changed": last_seq > after_seq}
+    out: dict[str, Any] = {"last_seq": seq, "session": shown(session), "changed": seq > after_seq}
     if not out["changed"]:
         return out
-    page = information_page(store, InformationParams(session_id=session_id, after_seq=after_seq, limit=LIVE_RECORDS))
+    page = information_page(backend, InformationParams(session_id=session_id, after_seq=after_seq, limit=LIVE_RECORDS))
     records = page["information"]
+    detail = session_detail(backend, session_id)  # the call's every record (for its totals) and call log
+    call = detail["call"]
     return {
         **out,
         "records": [shown(r) for r in records],
         "records_more": page["next_cursor"] is not None,
         "call": shown(call) if call else None,
-        "debt": debt_summary(everything) if records else None,
-        "disclosures": disclosures(everything) if records else None,
+        "debt": debt_summary(detail["information"]) if records else None,
+        "disclosures": disclosures(detail["information"]) if records else None,
     }
 
 
@@ -155,7 +170,7 @@ def debt_summary(records: list[dict]) -> dict[str, Any]:
         if record["category"] != "debt_info" or isinstance(amount, bool) or not isinstance(amount, int | float):
             continue
         secured = fields.get("secured") is True
-        kind = fmt.field_name(str(fields.get("debt_type") or "other")) + (" (secured)" if secured else "")
+        kind = fmt.debt_type(fields.get("debt_type")) + (" (secured)" if secured else "")
         items.append(
             {
                 "seq": record["seq"],
@@ -178,6 +193,8 @@ def debt_summary(records: list[dict]) -> dict[str, Any]:
 
 
 def disclosures(records: list[dict]) -> list[dict[str, Any]]:
+    """Each opening disclosure, given when any `conversation_flow` record of the call lists it
+    in `fields.disclosures` (how the call script has the agent record them)."""
     given: set[str] = set()
     for record in records:
         listed = (record.get("fields") or {}).get("disclosures")

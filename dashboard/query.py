@@ -9,14 +9,19 @@ Dates are whole days in the viewer's time zone (the `tz` cookie set by the page'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from backend.api.data import (
+    CATEGORIES,
+    OUTCOMES,
+    CallParams,
+    InformationParams,
+    caller_filter_number,
+    decode_cursor,
+)
 from backend.api.errors import ApiError
-from backend.api.params import CallParams, InformationParams, decode_cursor
-from backend.store.records import CATEGORIES, OUTCOMES, iso
-from dashboard.formatting import normalize_phone
 
 MAX_TEXT = 200
 
@@ -64,13 +69,6 @@ class ViewFilters:
         before = decode_cursor("calls", self.calls_cursor)[0] if self.calls_cursor else None
         return CallParams(self.caller_id, self.outcome or None, self.since, self.until, limit, before)
 
-    def api_params(self) -> dict[str, str]:
-        """The same feed as `/api/information` query parameters (for the CSV export)."""
-        params = {"caller_id": self.caller_id, "q": self.q, "category": self.category}
-        params["since"] = _iso(self.since)
-        params["until"] = _iso(self.until)
-        return {k: v for k, v in params.items() if v}
-
     def url_args(self, **changes: Any) -> dict[str, Any]:
         """The URL query of this view (filters and cursors), with `changes` applied."""
         args = {
@@ -110,7 +108,7 @@ def parse_filters(args, zone: ZoneInfo) -> ViewFilters:
         outcome=outcome,
         date_from=date_from,
         date_to=date_to,
-        caller_id=normalize_phone(caller) if caller else None,
+        caller_id=caller_filter_number(caller) if caller else None,
         since=since,
         until=until,
         cursor=_cursor(args, "cursor", "information", errors),
@@ -159,7 +157,3 @@ def _cursor(args, name: str, kind: str, errors: list[str]) -> str | None:
         errors.append("That page link is broken; showing the newest page.")
         return None
     return text
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else iso(datetime.fromtimestamp(ts, UTC))

@@ -6,10 +6,8 @@ from collections.abc import Iterator
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from backend.api import get_backend
-from backend.api.data import information_page
-from backend.api.formats import csv_response
-from backend.store.records import CATEGORIES, OUTCOMES
+from backend.api.data import CATEGORIES, OUTCOMES, csv_response, get_backend, information_page
+from backend.api.errors import envelope
 from dashboard import login, pages
 from dashboard.query import ViewFilters, parse_filters, zone_named
 
@@ -35,7 +33,7 @@ def guard():
     if request.endpoint in PUBLIC or login.signed_in():
         return None
     if request.endpoint in JSON_ROUTES:
-        return jsonify({"error": {"code": "signed_out", "message": "Sign in to the dashboard again."}}), 401
+        return envelope(401, "signed_out", "Sign in to the dashboard again.")
     return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
 
 
@@ -91,12 +89,12 @@ def live():
     """What changed since `after_seq` on the overview (with its filters) or on one call."""
     after = request.args.get("after_seq", "")
     if not after.isdigit() or len(after) > 18:
-        return jsonify({"error": {"code": "invalid_after_seq", "message": "after_seq must be a whole number."}}), 400
+        return envelope(400, "invalid_after_seq", "after_seq must be a whole number.")
     session_id = request.args.get("session_id")
     if session_id:
         data = pages.session_changes(get_backend(), session_id, int(after))
         if data is None:
-            return jsonify({"error": {"code": "session_not_found", "message": "There is no such call."}}), 404
+            return envelope(404, "session_not_found", "There is no such call.")
     else:
         data = pages.overview_changes(get_backend(), view_filters(), viewer_zone(), int(after))
     return jsonify(data)

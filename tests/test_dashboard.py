@@ -4,16 +4,20 @@ changed; the CSV export is the API's format over the current view."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from backend.api_server import create_app
+from backend.calls.numbers import caller_filter_number
 from backend.store import MemoryStore
 from backend.store.records import iso
 from dashboard import formatting, views
@@ -321,6 +325,17 @@ def test_live_rejects_a_bad_after_seq(signed_in):
     assert signed_in.get("/live?after_seq=-1").status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [("/live", 400, "invalid_after_seq"), ("/live?after_seq=0&session_id=nope", 404, "session_not_found")],
+)
+def test_live_errors_are_the_apis_error_envelope(signed_in, path, status, code):
+    response = signed_in.get(path)
+    assert (response.status_code, response.mimetype) == (status, "application/json")
+    assert list(response.json) == ["error"] and list(response.json["error"]) == ["code", "message"]
+    assert response.json["error"]["code"] == code
+
+
 def test_live_for_one_call(signed_in, store):
     add(store, "First")
     last = store.last_seq()
@@ -356,6 +371,128 @@ def test_session_page_shows_timeline_debt_disclosures_and_other_calls(signed_in,
     assert "State" in html and "OH" in html  # fields as a table
 
 
+# ---- debt types and disclosures -----------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT / "backend" / "schemas" / "fields"
+DEBT_TYPE_LABELS = {
+    "credit_card": "Credit card",
+    "medical": "Medical",
+    "personal_loan": "Personal loan",
+    "student_loan": "Student loan",
+    "payday_loan": "Payday loan",
+    "auto_loan": "Auto loan",
+    "mortgage": "Mortgage",
+    "tax": "Tax",
+    "business": "Business",
+    "collections": "Collections",
+    "other": "Other",
+}
+# As the agent records them (prompts/call_script.md, tests/test_agent_flows.py).
+ALL_DISCLOSURES = ["business_name", "ai_assistant", "call_recorded", "callback_number"]
+
+
+def schema_enum(category: str, field: str) -> list[str]:
+    schema = json.loads((SCHEMAS / f"{category}.json").read_text())
+    prop = schema["properties"][field]
+    return prop.get("enum") or prop["items"]["enum"]
+
+
+def debt_rows(html: str) -> list[list[str]]:
+    body = html[html.index('id="debt-items"') : html.index("</tbody>", html.index('id="debt-items"'))]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def disclosure_states(html: str) -> dict[str, tuple[str, str]]:
+    """key -> (class, state text) of each item of the Disclosures box."""
+    box = html[html.index('id="disclosures"') : html.index("</ul>", html.index('id="disclosures"'))]
+    items = re.findall(r'<li data-key="([a-z_]+)" class="([a-z]+)">.*?<span class="state">([^<]*)</span>', box, re.S)
+    return {key: (cls, state) for key, cls, state in items}
+
+
+def test_every_schema_debt_type_has_a_label():
+    assert list(DEBT_TYPE_LABELS) == schema_enum("debt_info", "debt_type")
+    assert formatting.DEBT_TYPE_LABELS == DEBT_TYPE_LABELS
+
+
+def test_debt_table_shows_each_debt_types_label_first_render_and_live(signed_in, store):
+    store.start_session("s1", CALLER)
+    for i, kind in enumerate(DEBT_TYPE_LABELS):
+        add(store, f"Debt {i}", fields={"debt_type": kind, "amount_usd": 100 + i})
+    add(store, "A debt of unknown kind", fields={"amount_usd": 50})
+    expected = [*DEBT_TYPE_LABELS.values(), "Not stated"]
+    html = signed_in.get("/sessions/s1").text
+    assert [row[0] for row in debt_rows(html)] == expected
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json
+    assert [d["type_display"] for d in live["debt"]["items"]] == expected
+
+
+def test_an_imported_records_debt_type_gets_its_label_too(signed_in, store):
+    """Records carried over by `import-legacy` keep their fields unchecked."""
+    store.start_session("s1", CALLER)
+    record = {"category": "debt_info", "information": "Card", "fields": {"debt_type": "Credit Card", "amount_usd": 5}}
+    store.import_information(record, session_id="s1", caller_id=CALLER, timestamp=iso(datetime.now(UTC)))
+    assert debt_rows(signed_in.get("/sessions/s1").text)[0][0] == "Credit card"
+    assert formatting.debt_type("boat_loan") == "boat loan"
+
+
+def test_a_records_details_show_vocabulary_words_by_their_labels(signed_in, store):
+    add(store, "Card", fields={"debt_type": "credit_card", "amount_usd": 10})
+    add(store, "Opening", category="conversation_flow", fields={"disclosures": ["business_name", "ai_assistant"]})
+    html = signed_in.get("/sessions/s1").text
+    assert '<th scope="row">Debt type</th><td>Credit card</td>' in html
+    assert '<th scope="row">Disclosures</th><td>Business name, AI assistant</td>' in html
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json
+    assert ["Debt type", "Credit card"] in live["records"][0]["fields_display"]
+    assert ["Disclosures", "Business name, AI assistant"] in live["records"][1]["fields_display"]
+
+
+def test_a_secured_debt_says_so_after_its_label(signed_in, store):
+    add(store, "House", fields={"debt_type": "mortgage", "amount_usd": 200000, "secured": True})
+    assert debt_rows(signed_in.get("/sessions/s1").text)[0] == ["Mortgage (secured)", "\N{EN DASH}", "$200,000"]
+
+
+def test_disclosures_recorded_by_the_agent_show_as_given(signed_in, store):
+    add(
+        store,
+        "Opening disclosures given",
+        category="conversation_flow",
+        fields={"stage": "opening", "disclosures": ALL_DISCLOSURES},
+    )
+    html = signed_in.get("/sessions/s1").text
+    assert disclosure_states(html) == {k: ("given", "given") for k in ALL_DISCLOSURES}
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json
+    assert [(d["key"], d["given"]) for d in live["disclosures"]] == [(k, True) for k in ALL_DISCLOSURES]
+
+
+def test_disclosures_from_any_record_of_the_call_count_and_only_that_call(signed_in, store):
+    assert list(formatting.DISCLOSURE_LABELS) == schema_enum("conversation_flow", "disclosures")
+    add(store, "Said the business name", category="conversation_flow", fields={"disclosures": ["business_name"]})
+    add(store, "Has a card", fields={"debt_type": "credit_card", "amount_usd": 10})
+    add(store, "Other call", category="conversation_flow", session="s2", fields={"disclosures": ["call_recorded"]})
+    html = signed_in.get("/sessions/s1").text
+    last = store.last_seq()
+    assert disclosure_states(html) == {
+        "business_name": ("given", "given"),
+        "ai_assistant": ("missing", "not recorded"),
+        "call_recorded": ("missing", "not recorded"),
+        "callback_number": ("missing", "not recorded"),
+    }
+    add(
+        store,
+        "Rest of the opening",
+        category="conversation_flow",
+        fields={"stage": "opening", "disclosures": ["ai_assistant", "callback_number"]},
+    )
+    live = signed_in.get(f"/live?after_seq={last}&session_id=s1").json
+    assert {d["key"]: d["given"] for d in live["disclosures"]} == {
+        "business_name": True,
+        "ai_assistant": True,
+        "call_recorded": False,
+        "callback_number": True,
+    }
+    assert disclosure_states(signed_in.get("/sessions/s1").text)["callback_number"] == ("given", "given")
+
+
 def test_unknown_session_is_a_404_page(signed_in):
     response = signed_in.get("/sessions/nope")
     assert response.status_code == 404
@@ -380,6 +517,31 @@ def test_csv_export_is_the_whole_filtered_view_in_the_api_format(signed_in, stor
     assert "HYPERLINK" in only and "debt 1" not in only
 
 
+# ---- one door to the data --------------------------------------------------------------------
+DASHBOARD = ROOT / "dashboard"
+DOORS = {"backend.api.data", "backend.api.errors", "backend.settings"}
+
+
+def test_the_dashboard_reaches_the_backend_only_through_the_api_data_module():
+    """The page data, parameters, formats, store and vocabularies come from `backend.api.data`,
+    failures from `backend.api.errors`; never the store, the records module or other API modules."""
+    imported = {}
+    for path in sorted(DASHBOARD.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                if name.startswith("backend"):
+                    imported.setdefault(name, []).append(path.name)
+    assert set(imported) <= DOORS, imported
+
+
+def test_the_dashboard_builds_no_error_envelope_of_its_own():
+    for path in DASHBOARD.glob("*.py"):
+        assert '{"error"' not in path.read_text(), path.name
+
+
 # ---- formatting -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("raw", "shown"),
@@ -396,7 +558,7 @@ def test_phone_numbers_are_formatted(raw, shown):
 
 @pytest.mark.parametrize(("typed", "stored"), [("(555) 123-4567", CALLER), ("+1 555 123 4567", CALLER), ("abc", "abc")])
 def test_typed_numbers_match_stored_ids(typed, stored):
-    assert formatting.normalize_phone(typed) == stored
+    assert caller_filter_number(typed) == stored
 
 
 def test_times_are_sent_as_utc_for_the_browser_to_localise(signed_in, store):

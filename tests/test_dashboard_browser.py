@@ -104,7 +104,7 @@ def server(tmp_path_factory):
         "WEB_CONCURRENCY": "2",
         "STORE_FSYNC": "0",
     }
-    command = ["gunicorn", "--no-control-socket", "backend.api_server:create_app()"]
+    command = [sys.executable, "-m", "gunicorn", "--no-control-socket", "backend.api_server:create_app()"]
     with open(data_dir / "gunicorn.log", "w") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -226,6 +226,33 @@ def test_hostile_text_shows_as_text_and_runs_nothing(page, server):
     assert page.locator("img[src=x]").count() == 0
     assert page.evaluate("document.querySelectorAll('main script').length") == 0
     page.wait_for_timeout(500)  # give a planted handler the chance to fire; the fixture checks
+
+
+def disclosure_states(page) -> dict[str, str]:
+    items = page.locator("#disclosures li")
+    return {
+        items.nth(i).get_attribute("data-key"): f"{items.nth(i).get_attribute('class')}: "
+        + items.nth(i).locator(".state").text_content()
+        for i in range(items.count())
+    }
+
+
+def test_session_page_shows_disclosures_given_and_debt_types(page, server):
+    page.goto(server["base"] + "/sessions/call-1")
+    assert disclosure_states(page) == {
+        "business_name": "given: given",
+        "ai_assistant": "given: given",
+        "call_recorded": "given: given",
+        "callback_number": "missing: not recorded",
+    }
+    assert "Credit card" in page.locator("#debt-items td:first-child").all_text_contents()
+    written = write(
+        server["data_dir"],
+        fact("Gave the callback number", "conversation_flow", stage="opening", disclosures=["callback_number"]),
+    )
+    arrives_within(page, "#disclosures li[data-key=callback_number].given", written)
+    assert set(disclosure_states(page).values()) == {"given: given"}
+    assert page.text_content("#disclosures li[data-key=callback_number] .mark") == "\N{CHECK MARK}"
 
 
 def test_session_page_shows_its_timeline_live(page, server):

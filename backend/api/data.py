@@ -1,14 +1,50 @@
 """The data of every page, built once: the API renders it as JSON (or NDJSON / CSV), the
-dashboard as HTML. Each function takes the backend functions and parsed parameters and returns
-a dict."""
+dashboard as HTML. Each function takes the backend functions (`BackendAgent`, the one door to
+the store) and parsed parameters and returns its data.
+
+This module is the dashboard's one door to the data (failures come from `backend.api.errors`):
+besides the pages it passes on what reading them takes, listed in `__all__` (the parameters
+and cursors, the CSV format, the app's backend, the token check of sign-in, the records'
+vocabularies and timestamps), so the dashboard imports neither the backend functions nor the
+records module nor other API modules itself."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from backend.api import get_backend
+from backend.api.auth import check_token
 from backend.api.errors import ApiError
-from backend.api.params import CallParams, InformationParams, SessionParams, encode_cursor
+from backend.api.formats import csv_response
+from backend.api.params import CallParams, InformationParams, SessionParams, decode_cursor, encode_cursor
 from backend.backend_agent import BackendAgent
+from backend.calls.numbers import caller_filter_number
+from backend.store.records import CATEGORIES, OUTCOMES, epoch, parse_iso
+
+__all__ = [  # the pages, what only the dashboard shows, and what is passed on for it
+    "CATEGORIES",
+    "OUTCOMES",
+    "BackendAgent",
+    "CallParams",
+    "InformationParams",
+    "SessionParams",
+    "active_sessions",
+    "caller_filter_number",
+    "calls_ended_since",
+    "calls_page",
+    "check_token",
+    "csv_response",
+    "decode_cursor",
+    "epoch",
+    "find_session",
+    "get_backend",
+    "information_page",
+    "last_seq",
+    "parse_iso",
+    "session_detail",
+    "sessions_page",
+    "summary_page",
+]
 
 
 def information_page(backend: BackendAgent, p: InformationParams) -> dict[str, Any]:
@@ -77,3 +113,28 @@ def summary_page(backend: BackendAgent, recent: int = 10) -> dict[str, Any]:
     """Totals, counts by category and outcome, the `recent` newest records and call logs, and
     `last_seq` (the newest seq written, for following the store with `after_seq`)."""
     return backend.summary(recent=recent)
+
+
+# ---- what only the dashboard shows (its cards, calls in progress and live updates) ----------
+def last_seq(backend: BackendAgent) -> int:
+    """The newest seq written; follow the store from there with `after_seq`."""
+    return backend.last_seq()
+
+
+def calls_ended_since(backend: BackendAgent, since: float) -> dict[str, int]:
+    """`{"calls": n, "qualified": m}`: call logs ended since `since` (epoch seconds), and how
+    many of them `qualified`, counted from the store's index alone."""
+    calls, qualified = backend.count_calls(since)
+    return {"calls": calls, "qualified": qualified}
+
+
+def active_sessions(backend: BackendAgent) -> list[dict[str, Any]]:
+    """The sessions in progress, newest first."""
+    return sorted(backend.active_sessions(), key=lambda s: s["started_at"], reverse=True)
+
+
+def find_session(backend: BackendAgent, session_id: str) -> dict[str, Any] | None:
+    """The session, or None when the store has none of that id (`session_detail` with its
+    records and call log, for when those are needed too)."""
+    found = backend.session(session_id)
+    return found[0] if found else None

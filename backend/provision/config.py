@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from backend.provision.plan import SetupError
 from backend.calls.numbers import InvalidPhoneNumber, normalize_e164
+from backend.provision.plan import SetupError
 
 REQUIRED_ENV = (
     "TWILIO_ACCOUNT_SID",

@@ -12,9 +12,9 @@ from typing import Any
 from requests import RequestException
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
+from backend.calls.numbers import redact_number
 from backend.provision.config import SetupConfig
 from backend.provision.plan import Plan, SetupError, only_one
-from backend.calls.numbers import redact_number
 
 TRANSFER_MODE = "enable-all"  # call transfer (SIP REFER) to SIP and to the PSTN
 TRANSFER_CALLER_ID = "from-transferee"  # the specialist sees the caller's number
