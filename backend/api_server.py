@@ -7,6 +7,7 @@ for development, `python -m backend serve`.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ import dashboard
 from backend.api import auth, errors, register_blueprints
 from backend.backend_agent import BackendAgent
 from backend.settings import Settings, get_settings
-from backend.store import JournalStore, Store
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -40,8 +40,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config)
     data_dir = Path(app.config["DATA_DIR"])
     app.extensions["settings"] = settings
-    store = app.config.get("STORE") or _open_store(app, settings, data_dir)
-    app.extensions["backend"] = BackendAgent(store=store, settings=settings)
+    app.extensions["backend"] = _backend(app, settings, data_dir)
     app.config.setdefault("SECRET_KEY", None)
     app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or auth.secret_key(data_dir)
     auth.init_app(app, data_dir)
@@ -53,6 +52,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _open_store(app: Flask, settings: Settings, data_dir: Path) -> Store:
-    """One store per app (per gunicorn worker); every request reuses it."""
-    return JournalStore(data_dir, fsync=app.config.get("STORE_FSYNC", settings.store_fsync))
+def _backend(app: Flask, settings: Settings, data_dir: Path) -> BackendAgent:
+    """One store per app (per gunicorn worker) behind the backend functions; every request
+    reuses it. `STORE` in the config passes a store to use (tests)."""
+    if app.config.get("STORE") is not None:
+        return BackendAgent(store=app.config["STORE"], settings=settings)
+    fsync = app.config.get("STORE_FSYNC", settings.store_fsync)
+    return BackendAgent(settings=replace(settings, data_dir=data_dir, store_fsync=fsync))

@@ -10,6 +10,7 @@ import logging
 import pytest
 
 from backend.api_server import create_app
+from backend.backend_agent import BackendAgent
 from backend.calls import dnc
 from backend.calls.numbers import InvalidPhoneNumber
 from backend.settings import Settings
@@ -211,3 +212,80 @@ async def test_an_inbound_caller_on_the_list_is_still_served(agent_backend, agen
     assert agent_backend.store.get_session("sess-2")["direction"] == "inbound"
     assert [r["information"] for r in agent_backend.store.session_information("sess-2")] == ["Owes $15,000 on cards"]
     assert dnc.contains(agent_backend.store, NUMBER)  # serving them does not take them off
+
+
+# ---- an opt-out the store cannot save is never confirmed -----------------------------------------
+def full_disk_for_dnc_writes(monkeypatch, failures: int | None = None) -> list[int]:
+    """The journal's disk refuses the do-not-call list's writes (ENOSPC), `failures` times or
+    always; every other write goes through. Returns the count of refused writes."""
+    import errno
+
+    import backend.store.journal as journal
+
+    real_write, refused = journal.os.write, []
+
+    def write(fd, data):
+        if b'"kind":"dnc"' in data and (failures is None or len(refused) < failures):
+            refused.append(len(data))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal.os, "write", write)
+    monkeypatch.setattr("backend.backend_agent.OPT_OUT_RETRY_SECONDS", 0.01)
+    return refused
+
+
+async def test_an_opt_out_that_was_not_saved_is_not_confirmed_and_is_listed_on_the_next_start(
+    agent_backend, agent_settings, monkeypatch, caplog
+):
+    refused = full_disk_for_dnc_writes(monkeypatch)
+    model = ScriptedLLM(OPENING)
+    session, agent = start_call(agent_backend, agent_settings, model, caller_id=NUMBER)
+    await session.start(agent)
+    model.add(*opt_out_turns("Your request is noted. Goodbye."))
+    with caplog.at_level(logging.ERROR):
+        result = await session.run(user_input="Take me off your list.")
+    outputs = [e.item.output for e in result.events if e.type == "function_call_output"]
+    await session.aclose()
+
+    assert len(outputs) == 2 and all("could NOT be saved" in o for o in outputs), outputs
+    assert not any("will not be called again" in o and "Do not promise" not in o for o in outputs)
+    assert len(refused) >= 3  # tried, and tried again, before giving up
+    assert any(r.levelno == logging.ERROR and "NOT saved" in r.getMessage() for r in caplog.records)
+    assert not dnc.contains(agent_backend.store, NUMBER)
+    assert agent_backend.store.session_call("sess-1")["reason"] == "do_not_call_request"
+
+    monkeypatch.undo()  # the disk has room again; the next agent process starts
+    import telephony_agent
+
+    proc = type("Proc", (), {"userdata": {}})()
+    monkeypatch.setattr(telephony_agent, "get_settings", lambda: agent_settings)
+    telephony_agent.prewarm(proc)
+    entry = dnc.lookup(proc.userdata["backend"].store, NUMBER)
+    assert (entry["source"], entry["session_id"]) == ("opt_out_retry", "sess-1")
+    assert proc.userdata["backend"].reconcile_opt_outs() == []  # once listed, nothing more to do
+
+
+async def test_a_passing_write_failure_is_retried_and_the_opt_out_confirmed(agent_backend, agent_settings, monkeypatch):
+    refused = full_disk_for_dnc_writes(monkeypatch, failures=1)
+    model = ScriptedLLM(OPENING)
+    session, agent = start_call(agent_backend, agent_settings, model, caller_id=NUMBER)
+    await session.start(agent)
+    model.add(turn("", tool("end_call", reason="do_not_call_request")), turn("Goodbye."))
+    result = await session.run(user_input="Never call me again.")
+    result.expect.next_event().is_function_call(name="end_call")
+    output = result.expect.next_event().is_function_call_output(is_error=False).event().item.output
+    await session.aclose()
+    assert refused == [refused[0]] and "Confirm they will not be called again" in output
+    assert dnc.lookup(agent_backend.store, NUMBER)["source"] == "opt_out"
+
+
+def test_verify_lists_an_opt_out_whose_write_had_failed(settings, monkeypatch):
+    backend = BackendAgent(settings=settings)  # the journal store: its disk is what fills up
+    full_disk_for_dnc_writes(monkeypatch)
+    backend.start_session("s-9", NUMBER)
+    assert backend.opt_out(NUMBER, "s-9")["error"] == "store_unavailable"
+    assert backend.end_call("do_not_call_request", NUMBER, session_id="s-9")["success"]
+    monkeypatch.undo()
+    assert backend.verify()["relisted_opt_outs"] == ["s-9"]
+    assert backend.on_do_not_call_list(NUMBER)

@@ -260,3 +260,53 @@ def test_calls_page_by_seq_exactly_once(store):
         before = page[-1]["seq"]
     assert seen == [f"s{i}" for i in reversed(range(9))]
     assert store.query_calls(caller_id=CALLER, limit=2, before_seq=page[-1]["seq"])[0] == []
+
+
+# ---- call leases and exclusive sections: part of the interface, kept by each implementation ----
+def test_a_lease_is_kept_renewed_and_dropped(store):
+    from dataclasses import replace
+
+    from backend.store import Lease
+
+    lease = Lease("s1", CALLER, pid=4242, process_start="77", host="worker-a")
+    store.put_lease(lease)
+    store.put_lease(replace(lease, session_id="s2"))
+    [first, _second] = sorted(store.leases(), key=lambda x: x.session_id)
+    assert (first.session_id, first.caller_id, first.pid, first.process_start, first.host) == (
+        "s1",
+        CALLER,
+        4242,
+        "77",
+        "worker-a",
+    )
+    before = first.touched
+    assert before > 0
+    store.touch_lease("s1")
+    assert next(x for x in store.leases() if x.session_id == "s1").touched >= before
+    store.drop_lease("s1")
+    store.drop_lease("never-held")  # dropping what is not held is no error
+    store.touch_lease("never-held")
+    assert [x.session_id for x in store.leases()] == ["s2"]
+
+
+def test_an_exclusive_section_admits_one_thread_at_a_time(store):
+    import threading
+    import time
+
+    inside, most = [0], [0]
+
+    def work():
+        with store.exclusive("outbound"):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.01)
+            inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+    with store.exclusive("outbound"), store.exclusive("another"):  # sections are independent
+        pass

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -97,3 +98,32 @@ def test_writers_killed_at_any_instant_lose_no_acknowledged_record(data_dir):
     assert len(acked) > 100  # the writers really wrote between kills
     report = JournalStore(data_dir).verify()
     assert report["healthy"] or report["repaired"]
+
+
+def _hold_section(data_dir: str, entered, release) -> None:
+    store = JournalStore(data_dir)
+    with store.exclusive("outbound"):
+        entered.set()
+        release.wait(30)
+
+
+def test_an_exclusive_section_is_exclusive_across_processes(data_dir):
+    """Two API workers (processes) counting outbound calls take turns."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    entered, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_section, args=(str(data_dir), entered, release))
+    holder.start()
+    try:
+        assert entered.wait(30)
+        store = JournalStore(data_dir)
+        got_in = threading.Event()
+        waiter = threading.Thread(target=lambda: (store.exclusive("outbound").__enter__(), got_in.set()))
+        waiter.start()
+        assert not got_in.wait(0.5)  # the other process holds it
+        release.set()
+        assert got_in.wait(30)  # and now it is ours
+    finally:
+        release.set()
+        holder.join(30)
