@@ -23,7 +23,7 @@ _settings = Settings.from_env()  # HOST, PORT, TRUST_PROXY from the environment 
 
 pythonpath = _ROOT
 bind = f"{_settings.host}:{_settings.port}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = _settings.web_concurrency
 worker_class = "gevent"
 worker_connections = 1000
 preload_app = False

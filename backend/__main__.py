@@ -70,7 +70,6 @@ AGENT_KEYS = ("GOOGLE_API_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_S
 def cmd_run(args: argparse.Namespace) -> int:
     """The product: the API and dashboard under gunicorn, and the agent worker when its
     credentials are set. Stops both on Ctrl-C or SIGTERM."""
-    import os
     import signal
     import subprocess
     import time
@@ -80,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     procs = [subprocess.Popen([sys.executable, "-m", "gunicorn", "backend.api_server:create_app()"], cwd=root)]
     print(f"API and dashboard: http://{settings.host}:{settings.port}/", file=sys.stderr)
-    missing = [k for k in AGENT_KEYS if not os.environ.get(k)]
+    missing = [k for k in AGENT_KEYS if not getattr(settings, k.lower())]
     if missing:
         print(f"agent worker not started: set {', '.join(missing)} to start it", file=sys.stderr)
     else:

@@ -42,7 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["settings"] = settings
     app.extensions["backend"] = _backend(app, settings, data_dir)
     app.config.setdefault("SECRET_KEY", None)
-    app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or auth.secret_key(data_dir)
+    app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or auth.secret_key(data_dir, settings.secret_key)
     auth.init_app(app, data_dir)
     errors.init_app(app)
     register_blueprints(app)

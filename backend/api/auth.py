@@ -63,9 +63,9 @@ def load_tokens(app: Flask, configured: list[str] | tuple[str, ...] | str | None
     app.extensions["api_tokens"] = tuple(t.encode() for t in tokens)
 
 
-def secret_key(data_dir: Path) -> str:
-    """`SECRET_KEY` from the environment, else one persisted in `DATA_DIR/secret_key`."""
-    return os.environ.get("SECRET_KEY") or persistent_secret(data_dir / SECRET_FILE, 48)[0]
+def secret_key(data_dir: Path, configured: str | None) -> str:
+    """The `SECRET_KEY` setting, else one persisted in `DATA_DIR/secret_key`."""
+    return configured or persistent_secret(data_dir / SECRET_FILE, 48)[0]
 
 
 def check_token(app: Flask, token: str | None) -> bool:
