@@ -1,13 +1,22 @@
 """gunicorn settings, read by `gunicorn 'backend.api_server:create_app()'` from the repository root.
 
-Worker class: gevent. The dashboard keeps long-lived server-sent-event connections open; a
-gevent worker holds each one as a cheap greenlet (up to `worker_connections`), where a sync
-worker would be blocked by one and a gthread worker would give each its own OS thread. The
-store works under it: gunicorn monkey-patches the worker before it loads the app, so the
-store's `threading.RLock` and the journal file lock's polling sleep become cooperative, and
-each worker opens its own store after the fork (`preload_app` stays off: a store opened in the
-master would be shared by every worker). Requests are short and CPU-light (indexes in memory,
-one `pread` per record), so blocking file reads do not starve the loop.
+Worker class: gevent. Requests are short; what a worker holds many of at once is open keep-alive
+connections (every open dashboard tab polls `/live` once a second; scripts page through the
+API). A gevent worker serves each connection as a cheap greenlet (up to `worker_connections`);
+a sync worker serves one request at a time, a gthread worker as many as it has `threads`.
+gunicorn monkey-patches the worker before it loads the app, so the store's `threading` locks are
+greenlet locks, and each worker opens its own store after the fork (`preload_app` stays off: a
+store opened in the master would be shared by every worker).
+
+All greenlets of a worker share one OS thread, so a blocking call stops every request of the
+worker while it lasts. The journal's writers' lock is a blocking `flock` (the kernel queues the
+waiters; nothing polls): under gevent, `JournalLock` waits for it in a thread of the hub's
+thread pool (backend/store/gevent_flock.py), and a write waits without holding the lock the
+store's reads take, so while another process holds the journal lock the worker's reads still
+answer (bench/gevent_lock_bench.py, tests/test_gevent_lock.py). What still blocks the thread is
+short on a healthy disk: reading the journal (indexes in memory, one `pread` per record) and the
+`fsync` after a write. The store's other cross-process lock (`Store.exclusive`, around queueing
+an outbound call) is a `JournalLock` too, and waits the same way.
 """
 
 import os

@@ -55,7 +55,13 @@ class JournalStore(Store):
         self.path = self.data_dir / JOURNAL
         self.fsync = fsync
         self.read_only = read_only
+        # `_mutex` guards the indexes and offsets, held for work in memory and reads of the file;
+        # `_writers` is held by whoever of this process waits for or holds the file lock (a flock
+        # is the open file's, it cannot tell this process's threads apart). A write takes
+        # `_writers`, the file lock, then `_mutex`: it waits for another process without holding
+        # `_mutex`, so reads go on meanwhile. Nobody waits for `_writers` holding `_mutex` alone.
         self._mutex = threading.RLock()
+        self._writers = threading.RLock()
         self._quarantined: list[dict[str, Any]] = []
         try:
             if not read_only:
@@ -89,7 +95,7 @@ class JournalStore(Store):
     def _write(self):
         if self.read_only:
             raise StoreUnavailable("The store is open read-only.")
-        with self._mutex, self._locked():
+        with self._locked(), self._mutex:
             self._repair_tail()
             self._catch_up()
             before = self._appends
@@ -108,8 +114,9 @@ class JournalStore(Store):
     def _read(self) -> Index:
         with self._mutex:
             self._catch_up()
-            if self._pending and not self.read_only:
-                self._quarantine_pending()
+            quarantine = bool(self._pending) and not self.read_only
+        if quarantine:
+            self._quarantine_pending()  # takes `_writers`: not while holding `_mutex`
         return self.index
 
     def close(self) -> None:
@@ -147,14 +154,15 @@ class JournalStore(Store):
     # ---- internals ------------------------------------------------------------------------
     @contextmanager
     def _locked(self):
-        try:
-            self._lock.acquire()
-        except OSError as exc:
-            raise StoreUnavailable(f"The store cannot be locked ({exc.strerror}).") from exc
-        try:
-            yield
-        finally:
-            self._lock.release()
+        with self._writers:
+            try:
+                self._lock.acquire()
+            except OSError as exc:
+                raise StoreUnavailable(f"The store cannot be locked ({exc.strerror}).") from exc
+            try:
+                yield
+            finally:
+                self._lock.release()
 
     def _append(self, entry: Entry) -> Entry:
         entry["seq"] = self.index.last_seq + 1
@@ -247,7 +255,7 @@ class JournalStore(Store):
     def _quarantine_pending(self) -> None:
         if not self._pending:
             return
-        with self._locked():
+        with self._locked(), self._mutex:
             # pwrite on an O_APPEND descriptor appends on Linux: blank through a second one
             wfd = os.open(self.path, os.O_WRONLY)
             try:
@@ -261,7 +269,7 @@ class JournalStore(Store):
                     os.fsync(wfd)
             finally:
                 os.close(wfd)
-        self._pending.clear()
+            self._pending.clear()
 
     def _save_quarantine(self, data: bytes, off: int, why: str) -> None:
         qdir = self.data_dir / QUARANTINE
@@ -358,7 +366,7 @@ class JournalStore(Store):
 
     def verify(self) -> dict[str, Any]:
         """Re-read the whole journal, repair what can be repaired; report what was quarantined."""
-        with self._mutex:
+        with self._writers, self._mutex:  # `_writers` first, as every writer takes them
             if not self.read_only:
                 with self._locked():
                     self._repair_tail()

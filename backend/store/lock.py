@@ -6,6 +6,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from backend.store.gevent_flock import flock_exclusive
+
 
 class JournalLock:
     """The writers' lock: a blocking `flock` on `DATA_DIR/journal.lock`.
@@ -25,7 +27,7 @@ class JournalLock:
         if self._fd < 0:
             flags = os.O_RDONLY if self._read_only else os.O_RDWR | os.O_CREAT
             self._fd = os.open(self.path, flags, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        flock_exclusive(self._fd)
 
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
