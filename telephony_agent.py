@@ -34,11 +34,14 @@ from backend.settings import Settings, get_settings
 from backend.voice import call, dial
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number
 from backend.voice.model import build_realtime_model, gemini_tls_context, warm_up_gemini_types
-from backend.voice.prompts import call_instructions, prompt, raw_prompt
+from backend.voice.prompts import call_instructions, disclosure_check, prompt, raw_prompt
 from backend.voice.tools import CallTools, Userdata
+from backend.voice.transcript import record_transcript
 
 log = logging.getLogger("telephony_agent")
 PROMPTS = ("call_script", "greeting", "outbound_greeting", "returning_caller", "transfer_failed")
+# read by the code, never sent to the model
+CHECK_FILES = ("disclosure_phrases",)
 
 
 class DebtReliefAgent(CallTools, Agent):
@@ -84,6 +87,7 @@ def build_agent_session(
         hangup=RoomHangup.for_room(room_name, settings),
         participant_identity=participant_identity,
         transfer_to=settings.transfer_number,
+        disclosures=disclosure_check(settings),
     )
     call.claim_lease(ud)
     model = llm if llm is not None else build_realtime_model(settings)
@@ -91,6 +95,7 @@ def build_agent_session(
     turns = TurnHandlingOptions(turn_detection="realtime_llm" if isinstance(model, RealtimeModel) else "manual")
     session = AgentSession[Userdata](llm=model, vad=None, userdata=ud, turn_handling=turns)
     call.watch_for_failure(session, ud)
+    record_transcript(session, ud)
     agent = DebtReliefAgent(instructions=call_instructions(settings, earlier.get("records", [])))
     return session, agent
 
@@ -166,7 +171,7 @@ def prewarm(proc: JobProcess) -> None:
     do-not-call write failed (`BackendAgent.reconcile_opt_outs`)."""
     settings = get_settings()
     proc.userdata["settings"] = settings
-    for name in PROMPTS:
+    for name in PROMPTS + CHECK_FILES:
         raw_prompt(name)
     warm_up_gemini_types()
     gemini_tls_context()

@@ -28,7 +28,17 @@ from backend.calls import carrier, dnc, leases, outbound
 from backend.calls.hours import in_window, parse_calling_hours
 from backend.settings import Settings, get_settings
 from backend.store import JournalStore, Lease, Store, freeze_loaded_heap, open_store
-from backend.store.records import CATEGORIES, END_REASONS, Entry, StoreError, epoch, iso, utc_now
+from backend.store.records import (
+    CATEGORIES,
+    DISCLOSURES,
+    END_REASONS,
+    Entry,
+    StoreError,
+    StoreUnavailable,
+    epoch,
+    iso,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +219,58 @@ class BackendAgent:
             result["already_started"] = True
         return result
 
+    # ---- the transcript ------------------------------------------------------------------------
+    def save_turn(
+        self,
+        session_id: str,
+        speaker: str,
+        text: str,
+        start_s: float,
+        end_s: float,
+        *,
+        interrupted: bool = False,
+        tool: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Save one transcript turn (the agent calls it off its event loop as each turn ends).
+        `{"success": true, "turns": [...]}` (several for a turn over 10,000 characters), or the
+        failure, logged with its reason: a turn without words, an unknown session, the store down."""
+        try:
+            turns = self.store.add_turn(
+                session_id=session_id,
+                speaker=speaker,
+                text=text,
+                start_s=start_s,
+                end_s=end_s,
+                interrupted=interrupted,
+                tool=tool,
+            )
+        except StoreError as exc:
+            level = logging.ERROR if isinstance(exc, StoreUnavailable) else logging.INFO
+            log.log(level, "transcript turn of session %s not saved (%s): %s", session_id, exc.code, exc.message)
+            return _failure(exc)
+        if turns[0].get("after_call_log"):
+            log.info("session %s: a %s turn arrived after the call log; kept, marked so", session_id, speaker)
+        log.debug("session %s %s: %s", session_id, speaker, text)
+        return {"success": True, "turns": turns}
+
+    def record_disclosures(self, session_id: str, evidence: dict[str, Any]) -> dict[str, Any]:
+        """Save which required disclosures the agent's own words gave (and when); a call missing
+        one is flagged on its session, its call log and the dashboard."""
+        try:
+            self.store.append_event(DISCLOSURES, session_id, evidence)
+        except StoreError as exc:
+            log.error("disclosure evidence of session %s not saved: %s", session_id, exc.message)
+            return _failure(exc)
+        if evidence.get("missing"):
+            log.warning("session %s: required disclosure(s) not heard: %s", session_id, ", ".join(evidence["missing"]))
+        return {"success": True}
+
+    def transcript(self, session_id: str) -> list[Entry] | None:
+        """The session's turns in order, or None when there is no such session."""
+        if self.store.get_session(session_id) is None:
+            return None
+        return self.store.session_transcript(session_id)
+
     # ---- call leases: a call in progress until its call log is written ----------------------
     def claim_lease(self, session_id: str, caller_id: str) -> bool:
         """Mark the call as in progress in this process (`backend/calls/leases.py`); False (and
@@ -368,6 +430,7 @@ class BackendAgent:
         outcome: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        missing_disclosure: bool | None = None,
         limit: int = 100,
         before_seq: int | None = None,
     ) -> tuple[list[Entry], int | None]:
@@ -378,6 +441,7 @@ class BackendAgent:
             outcome=outcome,
             since=since,
             until=until,
+            missing_disclosure=missing_disclosure,
             limit=limit,
             before_seq=before_seq,
         )

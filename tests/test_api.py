@@ -24,6 +24,7 @@ from backend.api.openapi import openapi_document
 from backend.api.params import encode_cursor
 from backend.api_server import create_app
 from backend.backend_agent import BackendAgent
+from backend.settings import reload_settings
 from backend.store.records import StoreUnavailable
 
 TOKEN = "test-token-123"
@@ -260,6 +261,7 @@ def test_secret_key_comes_from_the_environment_or_a_shared_file(tmp_path, monkey
     b = create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [TOKEN]})
     assert a.config["SECRET_KEY"] == b.config["SECRET_KEY"] == (tmp_path / "secret_key").read_text().strip()
     monkeypatch.setenv("SECRET_KEY", "from-env")
+    reload_settings()  # settings are read once per process
     assert create_app({"DATA_DIR": str(tmp_path), "API_TOKENS": [TOKEN]}).config["SECRET_KEY"] == "from-env"
 
 

@@ -16,7 +16,8 @@ from backend.store.records import CATEGORIES, END_REASONS, SCHEMA_DIR
 from backend.voice.prompts import PROMPT_DIR, placeholders, prompt, raw_prompt, script_values
 from backend.voice.tools import TOOL_NAMES, CallTools, InformationFields
 
-PROMPTS = sorted(p.stem for p in PROMPT_DIR.glob("*.md"))
+CHECK_FILES = {"disclosure_phrases"}  # read by the code, never sent to the model
+PROMPTS = sorted(p.stem for p in PROMPT_DIR.glob("*.md") if p.stem not in CHECK_FILES)
 SETTINGS = Settings.from_env({"BUSINESS_NAME": "Acme Debt Help", "CALLBACK_NUMBER": "+15550001111"}, dotenv=False)
 
 
@@ -91,3 +92,10 @@ def test_opt_out_and_ftc_rules_are_in_the_script():
 
 def vars_env(settings: Settings) -> dict[str, str]:
     return {"BUSINESS_NAME": settings.business_name, "CALLBACK_NUMBER": settings.callback_number}
+
+
+def test_the_disclosure_phrases_cover_exactly_the_schemas_disclosures():
+    schema = json.loads((SCHEMA_DIR / "fields" / "conversation_flow.json").read_text())
+    allowed = schema["properties"]["disclosures"]["items"]["enum"]
+    headings = re.findall(r"^## ([a-z_]+)$", raw_prompt("disclosure_phrases"), re.M)
+    assert sorted(headings) == sorted(allowed)

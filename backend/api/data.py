@@ -10,6 +10,7 @@ records module nor other API modules itself."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from backend.api import get_backend
@@ -44,6 +45,8 @@ __all__ = [  # the pages, what only the dashboard shows, and what is passed on f
     "session_detail",
     "sessions_page",
     "summary_page",
+    "transcript_page",
+    "transcript_text",
 ]
 
 
@@ -79,6 +82,7 @@ def sessions_page(backend: BackendAgent, p: SessionParams) -> dict[str, Any]:
         outcome=p.outcome,
         since=p.since,
         until=p.until,
+        missing_disclosure=p.missing_disclosure,
         limit=p.limit,
         before_seq=p.before_seq,
     )
@@ -92,7 +96,36 @@ def session_detail(backend: BackendAgent, session_id: str) -> dict[str, Any]:
     if found is None:
         raise ApiError(404, "session_not_found", "There is no session with that id.")
     session, information, call = found
-    return {"session": session, "information": information, "call": call}
+    return {"session": session, "information": information, "call": call, "transcript": backend.transcript(session_id)}
+
+
+def transcript_page(backend: BackendAgent, session_id: str) -> dict[str, Any]:
+    """`{"session_id", "turns": [oldest first], "count"}`; ApiError 404 if the session is unknown."""
+    turns = backend.transcript(session_id)
+    if turns is None:
+        raise ApiError(404, "session_not_found", "There is no session with that id.")
+    return {"session_id": session_id, "turns": turns, "count": len(turns)}
+
+
+def transcript_text(page: dict[str, Any]) -> str:
+    """The transcript as plain text: `[00:01.2-00:03.4] Caller: ...`, one line per turn, tool calls
+    as `(tool name(arguments) -> result)`."""
+    lines = []
+    for turn in page["turns"]:
+        when = f"[{_clock(turn['start_s'])}-{_clock(turn['end_s'])}]"
+        if turn["speaker"] == "tool":
+            tool = turn["tool"]
+            args = json.dumps(tool["arguments"], ensure_ascii=False)
+            lines.append(f"{when} (tool {tool['name']}({args}) -> {tool['result']})")
+            continue
+        mark = " [interrupted]" if turn.get("interrupted") else ""
+        lines.append(f"{when} {turn['speaker'].capitalize()}{mark}: {turn['text']}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(float(seconds), 60)
+    return f"{int(minutes):02d}:{rest:04.1f}"
 
 
 def calls_page(backend: BackendAgent, p: CallParams) -> dict[str, Any]:

@@ -49,6 +49,7 @@ class SessionParams:
     outcome: str | None = None
     since: float | None = None
     until: float | None = None
+    missing_disclosure: bool | None = None
     limit: int = DEFAULT_LIMIT
     before_seq: int | None = None
 
@@ -199,10 +200,15 @@ def information_params(args: Mapping | MultiDict, *, drop_empty: bool = False) -
 
 
 def session_params(args: Mapping | MultiDict, *, drop_empty: bool = False) -> SessionParams:
-    """`GET /api/sessions`: status, caller_id, outcome, since, until, limit, cursor."""
+    """`GET /api/sessions`: status, caller_id, outcome, since, until, missing_disclosure, limit, cursor."""
     args = args if isinstance(args, MultiDict) else MultiDict(args)
-    one = _single(args, ("status", "caller_id", "outcome", "since", "until", "limit", "cursor"), drop_empty)
+    names = ("status", "caller_id", "outcome", "since", "until", "missing_disclosure", "limit", "cursor")
+    one = _single(args, names, drop_empty)
     out = _common(one, "sessions")
+    if "missing_disclosure" in one:
+        out["missing_disclosure"] = {"true": True, "false": False}.get(one["missing_disclosure"])
+        if out["missing_disclosure"] is None:
+            raise ApiError(400, "invalid_missing_disclosure", "missing_disclosure must be true or false.")
     if "status" in one:
         out["status"] = choice(one["status"], "status", STATUSES)
     if "outcome" in one:

@@ -12,9 +12,9 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from backend.store.records import CATEGORIES, Entry, epoch, public
+from backend.store.records import CATEGORIES, DISCLOSURES, Entry, epoch, public
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: transcript turns
 _MINUTES: dict[str, float] = {}
 
 
@@ -73,6 +73,13 @@ class Index:
         # events: kind -> key -> offsets
         self.events: dict[str, dict[str, list[int]]] = {}
         self.event_count = 0
+        # transcript turns: session -> offsets, in write order
+        self.turns: dict[str, array] = {}
+        self.turn_count = 0
+        # disclosure evidence (events of kind DISCLOSURES): the latest per session, and the
+        # sessions whose agent did not give a required disclosure in time
+        self.disclosure_off: dict[str, int] = {}
+        self.missing_disclosure: set[str] = set()
 
     # ---- building -------------------------------------------------------------------------
     def add(self, entry: Entry, off: int) -> None:
@@ -87,7 +94,15 @@ class Index:
             self._add_session(entry, off, seq)
         elif kind == "call":
             self._add_call(entry, off, seq)
+        elif kind == "turn":
+            _push(self.turns, entry["session_id"], off)
+            self.turn_count += 1
         elif kind == "event":
+            if entry["kind"] == DISCLOSURES:
+                self.disclosure_off[entry["key"]] = off
+                (self.missing_disclosure.add if entry["data"].get("missing") else self.missing_disclosure.discard)(
+                    entry["key"]
+                )
             keyed = self.events.setdefault(entry["kind"], {})
             keyed.setdefault(entry["key"], []).append(off)
             self.event_count += 1
@@ -150,6 +165,9 @@ class Index:
             "calls_by_caller": arrays(self.calls_by_caller),
             "events": self.events,
             "event_count": self.event_count,
+            "turns": arrays(self.turns),
+            "turn_count": self.turn_count,
+            "disclosures": (self.disclosure_off, sorted(self.missing_disclosure)),
         }
 
     @classmethod
@@ -183,6 +201,10 @@ class Index:
                 index.active.add(sid)
         index.events = state["events"]
         index.event_count = state["event_count"]
+        index.turns = {k: _array("l", v) for k, v in state["turns"].items()}
+        index.turn_count = state["turn_count"]
+        disclosure_off, missing = state["disclosures"]
+        index.disclosure_off, index.missing_disclosure = dict(disclosure_off), set(missing)
         return index
 
     # ---- reading --------------------------------------------------------------------------
@@ -211,7 +233,13 @@ class Index:
             "end_reason": call["reason"] if call else None,
             "outcome": call["outcome"] if call else None,
             "duration_seconds": call["duration_seconds"] if call else None,
+            "disclosures": self.disclosure_evidence(state.session_id),
         }
+
+    def disclosure_evidence(self, sid: str) -> Entry | None:
+        """The session's disclosure evidence (`backend/calls/disclosures.py`), or None before it."""
+        off = self.disclosure_off.get(sid)
+        return None if off is None else self.fetch(off)["data"]
 
     def active_session_for(self, caller_id: str) -> SessionState | None:
         for state in reversed(self.sessions_by_caller.get(caller_id, ())):

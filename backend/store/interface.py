@@ -23,7 +23,10 @@ from backend.store.records import (
     DUPLICATE_WINDOW_SECONDS,
     END_REASONS,
     MAX_INFORMATION_CHARS,
+    MAX_TURN_CHARS,
+    SPEAKERS,
     Entry,
+    InvalidRecord,
     StoreError,
     check,
     dumps,
@@ -191,6 +194,9 @@ class Store(ABC):
             }
             if details:
                 call["details"] = details
+            evidence = index.disclosure_evidence(sid)
+            if evidence is not None:
+                call["missing_disclosures"] = list(evidence.get("missing", []))
             _validate("call", call)
             return public(append(call)), False
 
@@ -211,6 +217,64 @@ class Store(ABC):
         _validate("information", entry, seq=True)
         with self._write() as (_index, append):
             return public(append(entry))
+
+    def add_turn(
+        self,
+        *,
+        session_id: str,
+        speaker: str,
+        text: str,
+        start_s: float,
+        end_s: float,
+        interrupted: bool = False,
+        tool: dict[str, Any] | None = None,
+    ) -> list[Entry]:
+        """Save one transcript turn of an open (or ended) session; returns what was written: one
+        entry, or consecutive parts of at most MAX_TURN_CHARS characters for a longer turn (a
+        turn is never cut short). A turn saved after the call log is kept, marked so."""
+        if speaker not in SPEAKERS:
+            raise InvalidRecord(f"speaker must be one of: {', '.join(SPEAKERS)}.", "invalid_speaker")
+        if not isinstance(text, str) or (not text.strip() and tool is None):
+            raise InvalidRecord("A turn needs the words that were said.", "empty_turn")
+        if not all(isinstance(t, int | float) and not isinstance(t, bool) and t >= 0 for t in (start_s, end_s)):
+            raise InvalidRecord("start_s and end_s must be seconds from the start of the call.", "invalid_time")
+        pieces = _split(text.strip()) if text.strip() else [""]
+        now = iso(utc_now())
+        entries: list[Entry] = []
+        for number, piece in enumerate(pieces, 1):
+            entry: Entry = {
+                "type": "turn",
+                "id": str(uuid.uuid4()),
+                "session_id": session_id,
+                "speaker": speaker,
+                "text": piece,
+                "start_s": round(float(start_s), 3),
+                "end_s": round(float(max(end_s, start_s)), 3),
+                "timestamp": now,
+            }
+            if interrupted:
+                entry["interrupted"] = True
+            if len(pieces) > 1:
+                entry["part"], entry["parts"] = number, len(pieces)
+            if tool is not None:
+                entry["tool"] = tool
+            _validate("turn", entry, seq=True)
+            entries.append(entry)
+        with self._write() as (index, append):
+            state = index.sessions.get(session_id)
+            if state is None:
+                raise InvalidRecord("There is no session with that id.", "unknown_session")
+            out = []
+            for entry in entries:
+                if state.call_pos >= 0:
+                    entry["after_call_log"] = True
+                out.append(public(append(entry)))
+            return out
+
+    def session_transcript(self, session_id: str) -> list[Entry]:
+        """A session's transcript turns, in the order they were saved."""
+        index = self._read()
+        return [public(index.fetch(off)) for off in index.turns.get(session_id, ())]
 
     def append_event(self, kind: str, key: str, data: dict[str, Any]) -> Entry:
         """Record an event (do-not-call change, outbound call state, carrier callback)."""
@@ -291,16 +355,20 @@ class Store(ABC):
         outcome: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        missing_disclosure: bool | None = None,
         limit: int = 100,
         before_seq: int | None = None,
     ) -> tuple[list[Entry], int | None]:
-        """Sessions newest first, and the seq to continue before (None at the end)."""
+        """Sessions newest first, and the seq to continue before (None at the end).
+        `missing_disclosure=True`: only calls whose agent did not give a required disclosure."""
         index = self._read()
         states = index.sessions_by_caller.get(caller_id, []) if caller_id else index.session_order
         end = len(states) if before_seq is None else bisect_left(states, before_seq, key=_seq_of)
         out: list[Entry] = []
         for state in reversed(states[:end] if end < len(states) else states):
             if (status == "active" and state.call_pos >= 0) or (status == "completed" and state.call_pos < 0):
+                continue
+            if missing_disclosure is not None and (state.session_id in index.missing_disclosure) != missing_disclosure:
                 continue
             if outcome is not None and (state.call_pos < 0 or index.call_outcome[state.call_pos] != outcome):
                 continue
@@ -389,18 +457,31 @@ class Store(ABC):
             "events": [
                 public(index.fetch(o)) for o in sorted(o for k in index.events.values() for v in k.values() for o in v)
             ],
+            "transcript": [public(index.fetch(o)) for o in sorted(o for offs in index.turns.values() for o in offs)],
         }
 
     def stats(self) -> dict[str, Any]:
         s = self.summary(recent=0)
         for key in ("recent_information", "recent_calls"):
             s.pop(key)
-        s["events"] = self._read().event_count
+        index = self._read()
+        s["events"], s["transcript_turns"] = index.event_count, index.turn_count
         return s
 
 
 def _seq_of(state) -> int:
     return state.seq
+
+
+def _split(text: str) -> list[str]:
+    """`text` in pieces of at most MAX_TURN_CHARS, cut at a space where there is one."""
+    pieces = []
+    while len(text) > MAX_TURN_CHARS:
+        cut = text.rfind(" ", MAX_TURN_CHARS // 2, MAX_TURN_CHARS)
+        cut = cut if cut > 0 else MAX_TURN_CHARS
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text]
 
 
 def _clean_information(information: Any) -> str:

@@ -60,6 +60,9 @@ async def write_call_log(ud: Userdata, reason: str, details: dict[str, Any] | No
     async with ud.end_lock:
         if ud.call_ended:
             return {"success": True, "call": ud.call_log, "already_ended": True}
+        evidence = ud.disclosures.final()  # fewer than two agent turns: what was heard so far
+        if evidence is not None:
+            await ud.backend_call("record_disclosures", session_id=ud.session_id, evidence=evidence)
         result = await ud.backend_call(
             "end_call",
             reason=reason,

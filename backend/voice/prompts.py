@@ -10,6 +10,8 @@ import re
 from functools import cache
 from pathlib import Path
 
+from backend.calls.disclosures import DisclosureCheck, phrases_from
+
 PROMPT_DIR = Path(__file__).resolve().parents[2] / "prompts"
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 
@@ -54,3 +56,14 @@ def call_instructions(settings, earlier_records: list[dict]) -> str:
         notes = "\n".join(f"- [{r['category']}] {r['information'][:300]}" for r in earlier_records)
         text += "\n\n" + prompt("returning_caller", records=notes)
     return text
+
+
+def disclosure_check(settings, *, recording: bool = False) -> DisclosureCheck:
+    """The disclosure check of one call: the phrases of `prompts/disclosure_phrases.md` for the
+    disclosures this call requires (`call_recorded` only while it is recorded, `callback_number`
+    only with CALLBACK_NUMBER set)."""
+    values = {"business_name": settings.business_name or "debt relief", "callback_number": settings.callback_number}
+    required = phrases_from(raw_prompt("disclosure_phrases"), values)
+    if not recording:
+        required.pop("call_recorded", None)
+    return DisclosureCheck(required)

@@ -4,6 +4,8 @@ in. One `Userdata` per `AgentSession`, never global; the tools read it through `
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,9 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from backend.calls.disclosures import DisclosureCheck
+
 if TYPE_CHECKING:
     from backend.backend_agent import BackendAgent
     from backend.livekit.rooms import RoomHangup
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +44,8 @@ class Userdata:
     # The reason end_call asked for while its call log waits on a transfer (call.py).
     pending_reason: str | None = None
     opted_out: bool = False
+    # Which required disclosures the agent's own first turns gave (backend/calls/disclosures.py).
+    disclosures: DisclosureCheck = field(default_factory=lambda: DisclosureCheck({}))
     # Whether the call holds a lease (backend/calls/leases.py): in progress until its call log is written.
     leased: bool = False
     heartbeat: asyncio.TimerHandle | None = field(default=None, repr=False)
@@ -57,6 +65,27 @@ class Userdata:
     def duration_seconds(self) -> float:
         """Seconds since the call connected, from the monotonic clock."""
         return round(time.monotonic() - self.started_monotonic, 3)
+
+    def since_start(self, wall_time: float) -> float:
+        """`wall_time` (epoch seconds, as LiveKit stamps its events) in seconds from the call's start."""
+        return round(max(0.0, wall_time - self.started_at.timestamp()), 3)
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Hand `fn(*args, **kwargs)` to the call's store thread without waiting (from an event
+        handler), in order with the call's other writes; `drain_writes` waits for it at the end.
+        After the store thread has shut down (the call is over) it runs in another thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            fut = loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        except RuntimeError:  # the executor is shut down
+            fut = loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        self.inflight.add(fut)
+        fut.add_done_callback(self._done)
+
+    def _done(self, fut: asyncio.Future[Any]) -> None:
+        self.inflight.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("session %s: a store call failed", self.session_id, exc_info=fut.exception())
 
     async def backend_call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         """Run `BackendAgent.<method>(**kwargs)` in a worker thread; the result dict is returned."""

@@ -63,6 +63,16 @@ def speech(text: str, *, seconds: float = 0.1) -> list[Message]:
     ]
 
 
+def heard(text: str) -> list[Message]:
+    """What the caller said, as Gemini transcribes their audio (sent within the model's turn)."""
+    return [{"serverContent": {"inputTranscription": {"text": text}}}]
+
+
+def barge_in() -> list[Message]:
+    """The caller speaks over the model: Gemini's server-side voice detection cuts its turn off."""
+    return [{"serverContent": {"interrupted": True}}]
+
+
 def pause(seconds: float) -> list[Message]:
     """The fake model takes `seconds` before its next message (nothing is sent)."""
     return [{"pause": seconds}]
@@ -84,6 +94,7 @@ class FakeGeminiLive:
         self.reject_connections = False
         self.turns = asyncio.Event()  # set each time a reply has been fully sent
         self._server: Server | None = None
+        self._ws: ServerConnection | None = None
 
     @property
     def port(self) -> int:
@@ -141,6 +152,7 @@ class FakeGeminiLive:
         if self.reject_connections:
             await ws.close(1011, "internal error")
             return
+        self._ws = ws
         try:
             async for raw in ws:
                 frame = normalise(json.loads(raw))
@@ -157,8 +169,15 @@ class FakeGeminiLive:
         except ConnectionClosed:
             pass
 
+    async def push(self, *messages: list[Message]) -> None:
+        """Send a turn now, unprompted, as the real server does when it hears the caller speak."""
+        assert self._ws is not None, "no client is connected"
+        await self._send(self._ws, [m for part in messages for m in part])
+
     async def _send_reply(self, ws: ServerConnection) -> None:
-        messages = self.script.popleft() if self.script else speech("Okay.")
+        await self._send(ws, self.script.popleft() if self.script else speech("Okay."))
+
+    async def _send(self, ws: ServerConnection, messages: list[Message]) -> None:
         for message in messages:
             if "pause" in message:  # not a protocol message: the fake model thinks for a while
                 await asyncio.sleep(message["pause"])
