@@ -206,6 +206,7 @@ def test_health_and_openapi_are_public(client):
         "/api/information",
         "/api/sessions",
         "/api/sessions/{session_id}",
+        "/api/sessions/{session_id}/transcript",
         "/api/calls",
         "/api/test_function",
         "/api/calls/{call_id}",
@@ -521,3 +522,64 @@ def test_writes_from_other_processes_are_seen_without_restart(client, tmp_path):
     while get(client, "/api/summary").get_json()["total_information"] == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert get(client, "/api/summary").get_json()["total_information"] == before + 1
+
+
+# ---- the transcript -------------------------------------------------------------------------------
+def test_the_transcript_as_json_and_as_text(client, agent):
+    share(agent, "Owes $9,000 on a card", session="t-1")
+    agent.save_turn("t-1", "agent", "Hi, this is Acme Debt Help, an AI assistant.", 0.2, 2.5)
+    agent.save_turn("t-1", "caller", "I owe <b>nine</b> thousand.", 3.0, 4.75)
+    agent.save_turn(
+        "t-1",
+        "tool",
+        "",
+        5.0,
+        5.0,
+        tool={
+            "name": "share_information",
+            "call_id": "c1",
+            "arguments": {"category": "debt_info"},
+            "result": "Saved under debt_info.",
+            "is_error": False,
+        },
+    )
+    agent.save_turn("t-1", "agent", "Thanks, which", 6.0, 6.5, interrupted=True)
+
+    page = get(client, "/api/sessions/t-1/transcript").get_json()
+    assert page["session_id"] == "t-1" and page["count"] == 4
+    assert [t["speaker"] for t in page["turns"]] == ["agent", "caller", "tool", "agent"]
+    assert page["turns"][1]["text"] == "I owe <b>nine</b> thousand."  # data, as it was said
+    assert page["turns"][3]["interrupted"] is True
+    assert get(client, "/api/sessions/t-1").get_json()["transcript"] == page["turns"]
+
+    text = get(client, "/api/sessions/t-1/transcript?format=txt")
+    assert text.mimetype == "text/plain"
+    assert text.get_data(as_text=True).splitlines() == [
+        "[00:00.2-00:02.5] Agent: Hi, this is Acme Debt Help, an AI assistant.",
+        "[00:03.0-00:04.8] Caller: I owe <b>nine</b> thousand.",
+        '[00:05.0-00:05.0] (tool share_information({"category": "debt_info"}) -> Saved under debt_info.)',
+        "[00:06.0-00:06.5] Agent [interrupted]: Thanks, which",
+    ]
+
+
+def test_transcript_errors_use_the_envelope(client, agent):
+    share(agent, "A fact", session="t-2")
+    assert_envelope(get(client, "/api/sessions/unknown/transcript"), 404, "session_not_found")
+    assert_envelope(get(client, "/api/sessions/t-2/transcript?format=pdf"), 400, "invalid_format")
+    assert_envelope(get(client, "/api/sessions/t-2/transcript?since=1"), 400, "unknown_parameter")
+    assert_envelope(client.get("/api/sessions/t-2/transcript"), 401, "unauthorized")
+    assert get(client, "/api/sessions/t-2/transcript").get_json()["turns"] == []
+
+
+def test_sessions_filter_by_missing_disclosure(client, agent):
+    for sid, missing in (("d-ok", []), ("d-bad", ["ai_assistant"])):
+        agent.start_session(sid, "+15550000001")
+        evidence = {"required": ["ai_assistant"], "heard": {}, "missing": missing, "flagged": bool(missing)}
+        agent.record_disclosures(sid, evidence)
+    agent.start_session("d-unchecked", "+15550000001")
+    flagged = get(client, "/api/sessions?missing_disclosure=true").get_json()["sessions"]
+    assert [s["session_id"] for s in flagged] == ["d-bad"]
+    assert flagged[0]["disclosures"]["missing"] == ["ai_assistant"]
+    others = {s["session_id"] for s in get(client, "/api/sessions?missing_disclosure=false").get_json()["sessions"]}
+    assert others == {"d-ok", "d-unchecked"}
+    assert_envelope(get(client, "/api/sessions?missing_disclosure=maybe"), 400, "invalid_missing_disclosure")

@@ -201,3 +201,55 @@ async def test_interrupted_agent_speech_is_marked_with_only_what_was_heard(
     heard_words = turn["text"].split()
     assert 0 < len(heard_words) < len(long_answer.split())  # only what was played before the cut
     assert long_answer.startswith(turn["text"].rstrip(". "))
+
+
+# A call's agent process that has had a few turns; it reports them, then waits to be killed.
+TURNS_PROCESS = """
+import asyncio
+import telephony_agent
+from backend.backend_agent import BackendAgent
+from backend.settings import Settings
+from tests.fakes.scripted_llm import ScriptedLLM, turn
+
+async def main():
+    settings = Settings.from_env(dotenv=False)
+    backend = BackendAgent(settings=settings)
+    model = ScriptedLLM(turn("Hi, this is Acme Debt Help, an AI assistant."), turn("Thanks. Which creditor is it?"))
+    session, agent = telephony_agent.build_agent_session(
+        session_id="killed", caller_id="+12025550143", backend=backend, llm=model, settings=settings
+    )
+    await session.start(agent, capture_run=True)  # the greeting has been said
+    await session.run(user_input="I owe nine thousand on a card.")
+    while len(backend.transcript("killed")) < 3:
+        await asyncio.sleep(0.01)
+    print("ready", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def test_finished_turns_survive_a_killed_agent_process(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from backend.backend_agent import BackendAgent
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GOOGLE_"))}
+    env.update(DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(root), STORE_FSYNC="1")
+    proc = subprocess.Popen([sys.executable, "-c", TURNS_PROCESS], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    saved = BackendAgent(tmp_path / "data").transcript("killed")
+    assert [(t["speaker"], t["text"]) for t in saved] == [
+        ("agent", "Hi, this is Acme Debt Help, an AI assistant."),
+        ("caller", "I owe nine thousand on a card."),
+        ("agent", "Thanks. Which creditor is it?"),
+    ]

@@ -9,8 +9,15 @@ from typing import Any
 from backend.api.params import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, STATUSES
 from backend.api.test_function import FUNCTIONS
 from backend.calls.outbound import STATES as OUTBOUND_STATES
-from backend.store.records import CATEGORIES, END_REASONS, OUTCOMES
+from backend.store.records import CATEGORIES, END_REASONS, OUTCOMES, schema
 
+
+def _without_meta(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if not k.startswith("$")}
+
+
+TURN = _without_meta(schema("turn"))  # the store's own schema: the two cannot drift apart
+DISCLOSURE_KEYS = schema("fields/conversation_flow")["properties"]["disclosures"]["items"]["enum"]
 TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
 NULLABLE_TS = {"type": ["string", "null"], "pattern": TIMESTAMP["pattern"]}
 E164 = {
@@ -24,7 +31,7 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+def _obj(required: list[str], /, **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": props}
 
 
@@ -76,6 +83,27 @@ SCHEMAS: dict[str, Any] = {
         end_reason={"enum": [*END_REASONS, None]},
         outcome={"enum": [*OUTCOMES, None]},
         duration_seconds={"type": ["number", "null"], "minimum": 0},
+        disclosures={"oneOf": [_ref("DisclosureEvidence"), {"type": "null"}]},
+    ),
+    "DisclosureEvidence": _obj(
+        ["required", "heard", "missing", "flagged"],
+        required={"type": "array", "items": {"enum": DISCLOSURE_KEYS}},
+        heard={
+            "type": "object",
+            "additionalProperties": {"type": "number", "minimum": 0},
+            "description": "Each disclosure heard in the agent's own words, and when (seconds from the call's start).",
+        },
+        missing={"type": "array", "items": {"enum": DISCLOSURE_KEYS}},
+        agent_turns_checked={"type": "integer", "minimum": 0},
+        flagged={"type": "boolean", "description": "A required disclosure was not heard within two agent turns."},
+    )
+    | {"description": "Checked from the agent's transcribed words, not from what the model claims."},
+    "Turn": TURN,
+    "Transcript": _obj(
+        ["session_id", "turns", "count"],
+        session_id={"type": "string"},
+        turns={"type": "array", "items": _ref("Turn"), "description": "In the order they were saved."},
+        count={"type": "integer", "minimum": 0},
     ),
     "Call": _obj(
         ["id", "session_id", "caller_id", "reason", "outcome", "duration_seconds", "information_count", "ended_at"],
@@ -89,6 +117,11 @@ SCHEMAS: dict[str, Any] = {
         information_count={"type": "integer", "minimum": 0},
         ended_at=TIMESTAMP,
         details={"type": "object"},
+        missing_disclosures={
+            "type": "array",
+            "items": {"enum": DISCLOSURE_KEYS},
+            "description": "Once the disclosure check has run: the required disclosures not heard.",
+        },
     ),
     "Cursor": {"type": ["string", "null"], "description": "Pass as `cursor` for the next page; null at the end."},
     "InformationPage": _obj(
@@ -112,6 +145,7 @@ SCHEMAS: dict[str, Any] = {
         session=_ref("Session"),
         information={"type": "array", "items": _ref("Information"), "description": "Oldest first."},
         call={"oneOf": [_ref("Call"), {"type": "null"}]},
+        transcript={"type": "array", "items": _ref("Turn"), "description": "The call's transcript, in order."},
     ),
     "CallsPage": _obj(
         ["calls", "next_cursor"], calls={"type": "array", "items": _ref("Call")}, next_cursor=_ref("Cursor")
@@ -345,6 +379,8 @@ def _paths() -> dict[str, Any]:
         "description": "The server and its store answer.",
         "content": {"application/json": {"schema": _obj(["status"], status={"const": "ok"})}},
     }
+    transcript_ok = _json("Transcript", "The transcript.")
+    transcript_ok["content"]["text/plain"] = {"schema": {"type": "string"}}
     spec_ok = {"description": "This document.", "content": {"application/json": {"schema": {"type": "object"}}}}
     return {
         "/api/health": _get("Liveness and store readiness", health_ok, public=True),
@@ -360,6 +396,11 @@ def _paths() -> dict[str, Any]:
                 OUTCOME,
                 SINCE,
                 UNTIL,
+                _param(
+                    "missing_disclosure",
+                    {"enum": ["true", "false"]},
+                    "true: only calls whose agent did not give a required disclosure in time; false: the others.",
+                ),
                 LIMIT,
                 _cursor("sessions"),
             ],
@@ -368,6 +409,15 @@ def _paths() -> dict[str, Any]:
             "One session with its records (oldest first) and call log",
             _json("SessionDetail", "The session."),
             [_param("session_id", {"type": "string", "minLength": 1}, "The session id.", "path", required=True)],
+            extra=("404",),
+        ),
+        "/api/sessions/{session_id}/transcript": _get(
+            "The call's transcript: each turn of the caller and the agent, and each tool call, in order",
+            transcript_ok,
+            [
+                _param("session_id", {"type": "string", "minLength": 1}, "The session id.", "path", required=True),
+                _param("format", {"enum": ["json", "txt"], "default": "json"}, "json, or txt (one line per turn)."),
+            ],
             extra=("404",),
         ),
         "/api/test_function": {"post": test_function},
