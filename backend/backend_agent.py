@@ -28,6 +28,7 @@ from backend.calls import carrier, dnc, leases, outbound
 from backend.calls.hours import in_window, parse_calling_hours
 from backend.settings import Settings, get_settings
 from backend.store import JournalStore, Lease, Store, freeze_loaded_heap, open_store
+from backend.store.interface import CallFigures
 from backend.store.records import (
     CATEGORIES,
     DISCLOSURES,
@@ -470,6 +471,10 @@ class BackendAgent:
 
     def summary(self, recent: int = 10) -> dict[str, Any]:
         return self.store.summary(recent=recent)
+
+    def call_figures(self, since: float | None = None, until: float | None = None) -> CallFigures:
+        """Per-call columns (end time, outcome, duration, cost, missing disclosure) for analytics."""
+        return self.store.call_figures(since, until)
 
     def count_calls(self, since: float) -> tuple[int, int]:
         return self.store.count_calls(since)

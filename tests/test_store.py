@@ -310,3 +310,20 @@ def test_an_exclusive_section_admits_one_thread_at_a_time(store):
     assert most[0] == 1
     with store.exclusive("outbound"), store.exclusive("another"):  # sections are independent
         pass
+
+
+def test_call_figures_come_from_the_index_by_time_range(store):
+    import time
+
+    store.start_session("f1", CALLER)
+    store.end_session(reason="customer_qualified_transfer", caller_id=CALLER, session_id="f1", duration_seconds=300)
+    store.start_session("f2", CALLER)
+    store.append_event("disclosures", "f2", {"missing": ["ai_assistant"]})
+    store.end_session(reason="caller_hung_up", caller_id=CALLER, session_id="f2", duration_seconds=12.5)
+    figures = store.call_figures()
+    assert figures.outcome == ["qualified", "incomplete"]
+    assert figures.duration == [300.0, 12.5]
+    assert figures.cost == [-1.0, -1.0]  # no price table: no cost
+    assert figures.missing_disclosure == [False, True]
+    assert store.call_figures(since=time.time() + 60).outcome == []
+    assert len(store.call_figures(until=time.time() + 60).ended) == 2

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from backend.store.records import CATEGORIES, DISCLOSURES, Entry, epoch, public
 
-SNAPSHOT_VERSION = 2  # 2: transcript turns
+SNAPSHOT_VERSION = 3  # 2: transcript turns; 3: call durations and costs
 _MINUTES: dict[str, float] = {}
 
 
@@ -67,6 +67,9 @@ class Index:
         self.call_off = array("q")
         self.call_seq = array("q")
         self.call_ts = array("d")
+        self.call_duration = array("d")
+        self.call_cost = array("d")  # total_usd, or -1 for a call without a cost
+        self.call_session: list[str] = []
         self.call_outcome: list[str] = []
         self.by_outcome: Counter[str] = Counter()
         self.calls_by_caller: dict[str, array] = {}
@@ -142,6 +145,10 @@ class Index:
         self.call_off.append(off)
         self.call_seq.append(seq)
         self.call_ts.append(fast_epoch(entry["ended_at"]))
+        self.call_duration.append(float(entry["duration_seconds"]))
+        cost = entry.get("cost")
+        self.call_cost.append(float(cost["total_usd"]) if cost else -1.0)
+        self.call_session.append(state.session_id)
         self.call_outcome.append(outcome)
         self.by_outcome[outcome] += 1
         _push(self.calls_by_caller, entry["caller_id"], state.call_pos)
@@ -162,6 +169,7 @@ class Index:
                 (s.session_id, s.caller_id, s.start_off, s.started_ts, s.seq, s.call_pos) for s in self.session_order
             ],
             "calls": (self.call_off.tobytes(), self.call_seq.tobytes(), self.call_ts.tobytes(), self.call_outcome),
+            "call_figures": (self.call_duration.tobytes(), self.call_cost.tobytes(), self.call_session),
             "calls_by_caller": arrays(self.calls_by_caller),
             "events": self.events,
             "event_count": self.event_count,
@@ -190,6 +198,10 @@ class Index:
         index.call_seq.frombytes(call_seq)
         index.call_ts.frombytes(call_ts)
         index.call_outcome = list(outcomes)
+        durations, costs, sessions = state["call_figures"]
+        index.call_session = list(sessions)
+        index.call_duration.frombytes(durations)
+        index.call_cost.frombytes(costs)
         index.by_outcome.update(outcomes)
         for sid, caller, start_off, started_ts, seq, call_pos in state["sessions"]:
             st = SessionState(sid, caller, start_off, started_ts, seq)
