@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.calls import carrier, dnc, leases, outbound
 from backend.calls.hours import in_window, parse_calling_hours
+from backend.postcall import jobs
 from backend.settings import Settings, get_settings
 from backend.store import JournalStore, Lease, Store, freeze_loaded_heap, open_store
 from backend.store.interface import CallFigures
@@ -42,6 +43,9 @@ from backend.store.records import (
 )
 
 log = logging.getLogger(__name__)
+
+# kind -> (handler(backend, job) -> result, retry policy); handlers register below the class
+JOB_HANDLERS: dict[str, tuple[Any, jobs.Policy]] = {}
 
 __all__ = ["MODEL_END_REASONS", "TOOL_NAMES", "BackendAgent", "freeze_loaded_heap", "spoken_time"]
 
@@ -484,6 +488,33 @@ class BackendAgent:
 
     def last_seq(self) -> int:
         return self.store.last_seq()
+
+    # ---- after the call: durable jobs ----------------------------------------------------------------
+    def run_jobs(self, *, kinds: tuple[str, ...] | None = None, limit: int | None = None) -> int:
+        """Run the jobs that are due now (summaries, webhook deliveries), one at a time; returns
+        how many ran. Many workers may run at once: each job is claimed by one."""
+        ran = 0
+        while limit is None or ran < limit:
+            job = jobs.claim(self.store, kinds)
+            if job is None:
+                return ran
+            self._run_job(job)
+            ran += 1
+        return ran
+
+    def _run_job(self, job: dict[str, Any]) -> None:
+        handler, policy = JOB_HANDLERS[job["kind"]]
+        try:
+            result = handler(self, job)
+        except jobs.Skip as exc:
+            jobs.skip(self.store, job["id"], str(exc))
+        except jobs.Retry as exc:
+            jobs.fail(self.store, job["id"], str(exc), policy)
+        else:
+            jobs.finish(self.store, job["id"], result)
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        return self.store.job(job_id)
 
     # ---- the command line -----------------------------------------------------------------------
     def verify(self) -> dict[str, Any]:

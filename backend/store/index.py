@@ -12,9 +12,9 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from backend.store.records import CATEGORIES, DISCLOSURES, Entry, epoch, public
+from backend.store.records import CATEGORIES, DISCLOSURES, JOBS, Entry, epoch, public
 
-SNAPSHOT_VERSION = 3  # 2: transcript turns; 3: call durations and costs
+SNAPSHOT_VERSION = 4  # 2: transcript turns; 3: call durations and costs; 4: jobs
 _MINUTES: dict[str, float] = {}
 
 
@@ -83,6 +83,9 @@ class Index:
         # sessions whose agent did not give a required disclosure in time
         self.disclosure_off: dict[str, int] = {}
         self.missing_disclosure: set[str] = set()
+        # durable jobs (events of kind JOBS): each job's latest state, its result by offset
+        self.jobs: dict[str, dict] = {}
+        self.open_jobs: set[str] = set()  # not done, skipped or given up
 
     # ---- building -------------------------------------------------------------------------
     def add(self, entry: Entry, off: int) -> None:
@@ -101,7 +104,9 @@ class Index:
             _push(self.turns, entry["session_id"], off)
             self.turn_count += 1
         elif kind == "event":
-            if entry["kind"] == DISCLOSURES:
+            if entry["kind"] == JOBS:
+                self._add_job(entry["key"], entry["data"], off)
+            elif entry["kind"] == DISCLOSURES:
                 self.disclosure_off[entry["key"]] = off
                 (self.missing_disclosure.add if entry["data"].get("missing") else self.missing_disclosure.discard)(
                     entry["key"]
@@ -135,6 +140,13 @@ class Index:
         self.session_order.append(state)
         self.sessions_by_caller.setdefault(state.caller_id, []).append(state)
         self.active.add(sid)
+
+    def _add_job(self, job_id: str, data: dict, off: int) -> None:
+        job = self.jobs.setdefault(job_id, {})
+        job.update({k: v for k, v in data.items() if k != "result"})
+        if "result" in data:
+            job["result_off"] = off
+        (self.open_jobs.discard if job.get("state") in ("done", "skipped", "gave_up") else self.open_jobs.add)(job_id)
 
     def _add_call(self, entry: Entry, off: int, seq: int) -> None:
         state = self.sessions[entry["session_id"]]
@@ -176,6 +188,7 @@ class Index:
             "turns": arrays(self.turns),
             "turn_count": self.turn_count,
             "disclosures": (self.disclosure_off, sorted(self.missing_disclosure)),
+            "jobs": self.jobs,
         }
 
     @classmethod
@@ -217,6 +230,8 @@ class Index:
         index.turn_count = state["turn_count"]
         disclosure_off, missing = state["disclosures"]
         index.disclosure_off, index.missing_disclosure = dict(disclosure_off), set(missing)
+        index.jobs = state["jobs"]
+        index.open_jobs = {k for k, j in index.jobs.items() if j.get("state") not in ("done", "skipped", "gave_up")}
         return index
 
     # ---- reading --------------------------------------------------------------------------

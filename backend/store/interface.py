@@ -440,6 +440,31 @@ class Store(ABC):
             missing_disclosure=[sid in flagged for sid in index.call_session[first:last]],
         )
 
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        """A durable job's latest state (`backend/postcall/jobs.py`), with its result; None if unknown."""
+        index = self._read()
+        job = index.jobs.get(job_id)
+        if job is None:
+            return None
+        out = {k: v for k, v in job.items() if k != "result_off"}
+        if "result_off" in job:
+            out["result"] = index.fetch(job["result_off"])["data"]["result"]
+        return out
+
+    def due_jobs(self, now: float) -> list[tuple[str, dict[str, Any]]]:
+        """Jobs to run now, oldest first: queued or retrying and due, or claimed by a worker whose
+        claim ran out (it died or hung)."""
+        due = []
+        index = self._read()
+        for job_id in index.open_jobs:
+            job = index.jobs[job_id]
+            state = job.get("state")
+            if (state in ("queued", "retrying") and job.get("not_before", 0) <= now) or (
+                state == "claimed" and job.get("until", 0) < now
+            ):
+                due.append((job.get("created", 0), job_id, job))
+        return [(job_id, dict(job)) for _created, job_id, job in sorted(due, key=lambda d: (d[0], d[1]))]
+
     def events(self, kind: str, key: str | None = None) -> list[Entry]:
         """Events of `kind` (for one `key`, or all), in write order."""
         index = self._read()

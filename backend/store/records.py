@@ -44,6 +44,7 @@ OUTCOMES: tuple[str, ...] = tuple(dict.fromkeys(END_REASONS.values()))
 
 MAX_INFORMATION_CHARS = 2000
 DISCLOSURES = "disclosures"  # the event kind of a session's disclosure evidence
+JOBS = "job"  # the event kind of durable jobs (backend/postcall/jobs.py)
 MAX_TURN_CHARS = 10_000  # longer turns are kept whole, as consecutive parts of this size at most
 SPEAKERS: tuple[str, ...] = tuple(schema("turn")["properties"]["speaker"]["enum"])
 DUPLICATE_WINDOW_SECONDS = 60.0
