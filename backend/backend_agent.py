@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.calls import carrier, dnc, leases, outbound
 from backend.calls.hours import in_window, parse_calling_hours
-from backend.postcall import jobs
+from backend.postcall import cost, jobs, summary
 from backend.settings import Settings, get_settings
 from backend.store import JournalStore, Lease, Store, freeze_loaded_heap, open_store
 from backend.store.interface import CallFigures
@@ -157,20 +157,30 @@ class BackendAgent:
         duration_seconds: float | None = None,
         session_id: str | None = None,
         details: dict[str, Any] | None = None,
+        usage: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Write the session's call log (once); `details` (a transfer's or a dial's SIP status)
-        go into it. Writing it releases the call's lease."""
+        go into it, and with the model's `usage` (LiveKit's, from the call itself) its cost.
+        Writing it releases the call's lease and queues the post-call summary."""
         if not isinstance(reason, str) or reason not in END_REASONS:
             return _fail("invalid_reason", f"Reason must be one of: {', '.join(END_REASONS)}.")
         try:
             caller = _text(caller_id, "caller_id", max_len=64)
             sid = _text(session_id, "session_id", required=False)
+            cost = self._cost(usage, duration_seconds) if usage is not None else None
             call, already = self.store.end_session(
-                reason=reason, caller_id=caller, session_id=sid, duration_seconds=duration_seconds, details=details
+                reason=reason,
+                caller_id=caller,
+                session_id=sid,
+                duration_seconds=duration_seconds,
+                details=details,
+                cost=cost,
             )
         except StoreError as exc:
             return _failure(exc)
         self.store.drop_lease(call["session_id"])
+        if not already:
+            self._after_call(call)
         result: dict[str, Any] = {"success": True, "call": call}
         if already:
             result["already_ended"] = True
@@ -490,6 +500,41 @@ class BackendAgent:
         return self.store.last_seq()
 
     # ---- after the call: durable jobs ----------------------------------------------------------------
+    def _cost(self, usage: list[dict[str, Any]], duration_seconds: float | None) -> dict[str, Any]:
+        """The call's cost from its usage and duration; a bad price table is said, not raised."""
+        try:
+            prices = cost.price_table(self.settings.model_prices)
+        except cost.PriceTableError as exc:
+            log.error("%s", exc)
+            prices, problem = {}, str(exc)
+        else:
+            problem = None
+        priced = cost.call_cost(usage, duration_seconds or 0.0, prices, self.settings.telephony_usd_per_minute)
+        if problem:
+            priced["error"] = problem
+        return priced
+
+    def _after_call(self, call: dict[str, Any]) -> None:
+        """The call log is written: queue its post-call work (durable; a crash right after the
+        call log is caught up by `enqueue_missing_jobs`)."""
+        try:
+            jobs.enqueue(self.store, f"summary:{call['session_id']}", "summary", {"session_id": call["session_id"]})
+        except StoreError as exc:
+            log.error("could not queue the summary of session %s: %s", call["session_id"], exc.message)
+
+    def enqueue_missing_jobs(self) -> int:
+        """Queue the summary of every ended call that has none (its process died between the call
+        log and the queueing); returns how many were queued."""
+        queued = 0
+        for session_id in self.store.sessions_with_call_logs():
+            if self.store.job(f"summary:{session_id}") is None:
+                queued += jobs.enqueue(self.store, f"summary:{session_id}", "summary", {"session_id": session_id})
+        return queued
+
+    def summary_of(self, session_id: str) -> dict[str, Any] | None:
+        """The call's post-call summary job: its state, and its result once done."""
+        return self.store.job(f"summary:{session_id}")
+
     def run_jobs(self, *, kinds: tuple[str, ...] | None = None, limit: int | None = None) -> int:
         """Run the jobs that are due now (summaries, webhook deliveries), one at a time; returns
         how many ran. Many workers may run at once: each job is claimed by one."""
@@ -534,3 +579,6 @@ class BackendAgent:
         from backend.store.legacy import import_legacy
 
         return import_legacy(self.store, path)
+
+
+JOB_HANDLERS["summary"] = (summary.run, summary.POLICY)

@@ -47,6 +47,13 @@ SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
     ("QUALIFY_MIN_UNSECURED_DEBT_USD", "10000", "Unsecured debt at or above which a caller qualifies."),
     ("MAX_CONCURRENT_OUTBOUND", "5", "Outbound calls allowed at once."),
     ("TRUST_PROXY", "0", "Trust one reverse proxy's X-Forwarded-* headers (1) or not (0)."),
+    ("SUMMARY_MODEL", "gemini-2.5-flash", "Gemini text model that writes each call's summary and lead."),
+    (
+        "MODEL_PRICES",
+        None,
+        "JSON: USD per million tokens per model (input_audio, input_text, output_audio, output_text).",
+    ),
+    ("TELEPHONY_USD_PER_MINUTE", "0", "Telephony rate per call minute, for the cost of a call."),
     ("LOG_LEVEL", "INFO", "Logging level."),
 )
 
@@ -89,6 +96,9 @@ class Settings:
     qualify_min_unsecured_debt_usd: float
     max_concurrent_outbound: int
     trust_proxy: bool
+    summary_model: str
+    model_prices: str | None
+    telephony_usd_per_minute: float
     log_level: str
 
     @classmethod
@@ -133,6 +143,9 @@ class Settings:
             qualify_min_unsecured_debt_usd=float(raw["QUALIFY_MIN_UNSECURED_DEBT_USD"]),
             max_concurrent_outbound=int(raw["MAX_CONCURRENT_OUTBOUND"]),
             trust_proxy=_truthy(raw["TRUST_PROXY"]),
+            summary_model=raw["SUMMARY_MODEL"],
+            model_prices=raw["MODEL_PRICES"],
+            telephony_usd_per_minute=float(raw["TELEPHONY_USD_PER_MINUTE"]),
             log_level=raw["LOG_LEVEL"].upper(),
         )
 

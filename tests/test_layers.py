@@ -94,6 +94,11 @@ FORBIDDEN = [
         ),
         False,
     ),
+    (
+        ("backend.postcall",),
+        ("livekit", "flask", "backend.livekit", "backend.backend_agent", "backend.api", "backend.voice", "dashboard"),
+        False,
+    ),
     (("backend.livekit",), ("flask", "backend.api", "backend.voice", "backend.backend_agent", "dashboard"), False),
     (("backend.backend_agent",), ("flask", "backend.api", "backend.voice", "dashboard"), False),
     (("backend.backend_agent",), ("livekit",), True),  # only when a call is placed
@@ -102,8 +107,14 @@ FORBIDDEN = [
     (("backend.provision",), ("flask", "livekit.agents", "backend.api", "backend.voice", "dashboard"), False),
 ]
 # Who may reach the store beyond its vocabulary (backend.store.records): the backend functions,
-# the call rules they use, and LiveKit's dispatch (which is handed the store by them).
-STORE_USERS = ("backend.store", "backend.backend_agent", "backend.calls", "backend.livekit.dispatch")
+# the call rules and post-call jobs they use, and LiveKit's dispatch (handed the store by them).
+STORE_USERS = (
+    "backend.store",
+    "backend.backend_agent",
+    "backend.calls",
+    "backend.postcall",
+    "backend.livekit.dispatch",
+)
 # The dashboard's one door: the API's page functions and its error envelope (and settings).
 DASHBOARD_MAY_IMPORT = ("dashboard", "backend.api.data", "backend.api.errors", "backend.settings")
 

@@ -173,6 +173,7 @@ class Store(ABC):
         session_id: str | None = None,
         duration_seconds: float | None = None,
         details: dict[str, Any] | None = None,
+        cost: dict[str, Any] | None = None,
     ) -> tuple[Entry, bool]:
         """Write the call log of a session; returns (call, already_ended)."""
         if not isinstance(reason, str) or reason not in END_REASONS:
@@ -206,6 +207,8 @@ class Store(ABC):
             }
             if details:
                 call["details"] = details
+            if cost is not None:
+                call["cost"] = cost
             evidence = index.disclosure_evidence(sid)
             if evidence is not None:
                 call["missing_disclosures"] = list(evidence.get("missing", []))
@@ -450,6 +453,10 @@ class Store(ABC):
         if "result_off" in job:
             out["result"] = index.fetch(job["result_off"])["data"]["result"]
         return out
+
+    def sessions_with_call_logs(self) -> list[str]:
+        """The ids of every ended session, in the order their call logs were written."""
+        return list(self._read().call_session)
 
     def due_jobs(self, now: float) -> list[tuple[str, dict[str, Any]]]:
         """Jobs to run now, oldest first: queued or retrying and due, or claimed by a worker whose
