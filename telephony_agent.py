@@ -29,12 +29,14 @@ from livekit.agents.llm import LLM, RealtimeModel
 
 from backend.backend_agent import BackendAgent, freeze_loaded_heap
 from backend.calls.numbers import redact_number
+from backend.calls.recording import RecordingStart
 from backend.livekit.rooms import RoomHangup
 from backend.settings import Settings, get_settings
 from backend.voice import call, dial
+from backend.voice import recording as call_recording
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number
 from backend.voice.model import build_realtime_model, gemini_tls_context, warm_up_gemini_types
-from backend.voice.prompts import call_instructions, disclosure_check, prompt, raw_prompt
+from backend.voice.prompts import call_instructions, disclosure_check, greeting, raw_prompt
 from backend.voice.tools import CallTools, Userdata
 from backend.voice.transcript import record_transcript
 
@@ -48,8 +50,8 @@ class DebtReliefAgent(CallTools, Agent):
     """The qualifier. Its tools come from `CallTools`; its script from `prompts/`."""
 
     async def on_enter(self) -> None:
-        outbound = self.session.userdata.direction == "outbound"
-        self.session.generate_reply(instructions=prompt("outbound_greeting" if outbound else "greeting"))
+        ud = self.session.userdata
+        self.session.generate_reply(instructions=greeting(outbound=ud.direction == "outbound", recorded=ud.recorded))
 
 
 def build_agent_session(
@@ -63,13 +65,16 @@ def build_agent_session(
     room_name: str | None = None,
     settings: Settings | None = None,
     participant_identity: str | None = None,
+    recording: RecordingStart | None = None,
 ) -> tuple[AgentSession[Userdata], DebtReliefAgent]:
     """The session and agent of one call, exactly as the entrypoint runs them.
 
     Opens the session in the store and reads the caller's earlier records (once, at connect,
     before any audio flows). With `room_name` and LiveKit credentials in `settings`, `end_call`
     hangs up by deleting that room; with a SIP `participant_identity` and TRANSFER_NUMBER too,
-    `customer_qualified_transfer` transfers the caller to a specialist.
+    `customer_qualified_transfer` transfers the caller to a specialist. `recording` is what
+    starting the call's recording gave (`open_call`); the opening disclosure says the call is
+    recorded only when it started, and it is saved on the session and stopped when the call ends.
     """
     settings = settings or get_settings()
     backend = backend or BackendAgent(settings=settings)
@@ -87,17 +92,50 @@ def build_agent_session(
         hangup=RoomHangup.for_room(room_name, settings),
         participant_identity=participant_identity,
         transfer_to=settings.transfer_number,
-        disclosures=disclosure_check(settings),
+        settings=settings,
+        recording=recording,
     )
+    ud.disclosures = disclosure_check(settings, recording=ud.recorded)
     call.claim_lease(ud)
+    call_recording.begin(ud)
     model = llm if llm is not None else build_realtime_model(settings)
     # Gemini detects turns server-side (tuned in backend/voice/model.py); no local VAD needed.
     turns = TurnHandlingOptions(turn_detection="realtime_llm" if isinstance(model, RealtimeModel) else "manual")
     session = AgentSession[Userdata](llm=model, vad=None, userdata=ud, turn_handling=turns)
     call.watch_for_failure(session, ud)
     record_transcript(session, ud)
-    agent = DebtReliefAgent(instructions=call_instructions(settings, earlier.get("records", [])))
+    agent = DebtReliefAgent(instructions=call_instructions(settings, earlier.get("records", []), recorded=ud.recorded))
     return session, agent
+
+
+async def open_call(
+    *,
+    session_id: str,
+    caller_id: str,
+    settings: Settings,
+    room_name: str | None,
+    backend: BackendAgent | None = None,
+    llm: LLM | RealtimeModel | None = None,
+    called_number: str | None = None,
+    direction: str = "inbound",
+    participant_identity: str | None = None,
+) -> tuple[AgentSession[Userdata], DebtReliefAgent]:
+    """The entrypoint's call set-up: with RECORDING=on, start recording the call's room first
+    (bounded by a few seconds; a refusal or failure leaves the call unrecorded and never fails
+    it), then `build_agent_session` with what came of it, so the disclosure is the truth."""
+    started = await call_recording.start(settings, room_name=room_name, session_id=session_id)
+    return build_agent_session(
+        session_id=session_id,
+        caller_id=caller_id,
+        backend=backend,
+        llm=llm,
+        called_number=called_number,
+        direction=direction,
+        room_name=room_name,
+        settings=settings,
+        participant_identity=participant_identity,
+        recording=started,
+    )
 
 
 async def connect_participant(
@@ -130,7 +168,7 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.job.metadata,
     )
     log.info("call %s from %s (%s)", session_id, redact_number(details.caller_id), details.direction)
-    session, agent = build_agent_session(
+    session, agent = await open_call(
         session_id=session_id,
         caller_id=details.caller_id,
         backend=backend,

@@ -21,10 +21,11 @@ import os
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from backend.calls import carrier, dnc, leases, outbound
+from backend.calls import carrier, dnc, leases, outbound, recording
 from backend.calls.hours import in_window, parse_calling_hours
 from backend.postcall import cost, jobs, summary
 from backend.settings import Settings, get_settings
@@ -409,6 +410,26 @@ class BackendAgent:
     def record_carrier_status(self, form: dict[str, str], call_id: str | None) -> dict[str, Any]:
         """Twilio's CallStatus callback (signature already checked); raises InvalidRecord."""
         return carrier.record_twilio_status(self.store, form, call_id)
+
+    # ---- call recordings (RECORDING=on) ---------------------------------------------------------
+    def record_recording(self, session_id: str, **data: Any) -> dict[str, Any]:
+        """Save a step of the session's recording (`backend/calls/recording.py`: `state`
+        started, failed, stopped or stray_stopped, and its facts); returns the event. Raises
+        StoreError."""
+        return recording.record(self.store, session_id, data)
+
+    def session_recording(self, session_id: str) -> dict[str, Any] | None:
+        """The session's recording: `{"egress_id", "status", "location", "started_at",
+        "ended_at", "error"}`, or None when none was started (recording off)."""
+        return recording.view(self.store, session_id)
+
+    def recording_file(self, session_id: str) -> Path | None:
+        """The file of the session's completed recording, when it is a file inside
+        RECORDING_FILE_DIR on this machine; else None (an S3 location, a file elsewhere or gone)."""
+        found = self.session_recording(session_id)
+        if found is None or found["status"] != "completed":
+            return None
+        return recording.file_inside(self.settings.recording_file_dir, found["location"])
 
     # ---- reads for the API and the dashboard ----------------------------------------------------
     def query_information(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,13 @@ SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
     ("BUSINESS_TIMEZONE", "America/New_York", "IANA time zone of the business."),
     ("CALLING_HOURS", "08:00-21:00", "Calling window, local time of the called party."),
     ("TRANSFER_NUMBER", None, "Where qualified callers are transferred."),
+    ("RECORDING", "off", "Record each call's audio with LiveKit Egress (on) or not (off)."),
+    ("RECORDING_FILE_DIR", None, "Folder the egress writes recordings to, as the egress and this server see it."),
+    ("RECORDING_S3_BUCKET", None, "S3 bucket for recordings (instead of RECORDING_FILE_DIR when set)."),
+    ("RECORDING_S3_REGION", None, "Region of RECORDING_S3_BUCKET."),
+    ("RECORDING_S3_ENDPOINT", None, "S3-compatible endpoint URL (default: AWS)."),
+    ("RECORDING_S3_ACCESS_KEY", None, "Access key for RECORDING_S3_BUCKET."),
+    ("RECORDING_S3_SECRET", None, "Secret key for RECORDING_S3_BUCKET (never logged)."),
     ("SIP_OUTBOUND_TRUNK_ID", None, "LiveKit outbound trunk for outbound calls."),
     ("TWILIO_ACCOUNT_SID", None, "Twilio account SID (SIP provisioning)."),
     ("TWILIO_AUTH_TOKEN", None, "Twilio auth token (provisioning, callback signatures)."),
@@ -82,6 +89,13 @@ class Settings:
     business_timezone: str
     calling_hours: str
     transfer_number: str | None
+    recording: bool
+    recording_file_dir: str | None
+    recording_s3_bucket: str | None
+    recording_s3_region: str | None
+    recording_s3_endpoint: str | None
+    recording_s3_access_key: str | None = field(repr=False)
+    recording_s3_secret: str | None = field(repr=False)
     sip_outbound_trunk_id: str | None
     twilio_account_sid: str | None
     twilio_auth_token: str | None
@@ -129,6 +143,13 @@ class Settings:
             business_timezone=raw["BUSINESS_TIMEZONE"],
             calling_hours=raw["CALLING_HOURS"],
             transfer_number=raw["TRANSFER_NUMBER"],
+            recording=_truthy(raw["RECORDING"]),
+            recording_file_dir=raw["RECORDING_FILE_DIR"],
+            recording_s3_bucket=raw["RECORDING_S3_BUCKET"],
+            recording_s3_region=raw["RECORDING_S3_REGION"],
+            recording_s3_endpoint=raw["RECORDING_S3_ENDPOINT"],
+            recording_s3_access_key=raw["RECORDING_S3_ACCESS_KEY"],
+            recording_s3_secret=raw["RECORDING_S3_SECRET"],
             sip_outbound_trunk_id=raw["SIP_OUTBOUND_TRUNK_ID"],
             twilio_account_sid=raw["TWILIO_ACCOUNT_SID"],
             twilio_auth_token=raw["TWILIO_AUTH_TOKEN"],

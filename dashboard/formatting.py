@@ -48,6 +48,7 @@ DISCLOSURE_LABELS = {
     "call_recorded": "Call is recorded",
     "callback_number": "Callback number",
 }
+RECORDING_STATUS_LABELS = {"recording": "Recording", "completed": "Recorded", "failed": "Not recorded"}
 VALUE_LABELS = {"debt_type": DEBT_TYPE_LABELS, "disclosures": DISCLOSURE_LABELS}
 HUMANISED_FIELDS = {"employment_status", "stage"}  # vocabularies without labels: underscores go
 NOT_STATED = "Not stated"

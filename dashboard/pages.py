@@ -25,7 +25,9 @@ from backend.api.data import (
     find_session,
     information_page,
     last_seq,
+    recording_file,
     session_detail,
+    session_recording,
     sessions_page,
     summary_page,
 )
@@ -133,6 +135,7 @@ def session_page(backend: BackendAgent, session_id: str) -> dict[str, Any] | Non
         "groups": [(c, [r for r in records if r["category"] == c]) for c in CATEGORIES],
         "debt": debt_summary(records),
         "disclosures": disclosures(records),
+        "recording": recording_box(backend, session_id, detail["recording"]),
         "earlier": [s for s in earlier["sessions"] if s["session_id"] != session_id][:EARLIER_CALLS],
     }
 
@@ -157,7 +160,18 @@ def session_changes(backend: BackendAgent, session_id: str, after_seq: int) -> d
         "call": shown(call) if call else None,
         "debt": debt_summary(detail["information"]) if records else None,
         "disclosures": disclosures(detail["information"]) if records else None,
+        "recording": recording_box(backend, session_id, session_recording(backend, session_id)),
     }
+
+
+def recording_box(backend: BackendAgent, session_id: str, recording: dict | None) -> dict | None:
+    """The call's recording with its status text, and whether its file can be played from
+    this server (`playable`: completed, and a file inside RECORDING_FILE_DIR); None when the
+    call was not recorded (recording off)."""
+    if recording is None:
+        return None
+    playable = recording["status"] == "completed" and recording_file(backend, session_id) is not None
+    return {**recording, "status_label": fmt.RECORDING_STATUS_LABELS[recording["status"]], "playable": playable}
 
 
 def debt_summary(records: list[dict]) -> dict[str, Any]:

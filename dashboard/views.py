@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, send_file, url_for
 
-from backend.api.data import CATEGORIES, OUTCOMES, csv_response, get_backend, information_page
+from backend.api.data import (
+    CATEGORIES,
+    OUTCOMES,
+    csv_response,
+    get_backend,
+    information_page,
+    recording_file,
+    recording_media_type,
+)
 from backend.api.errors import envelope
 from dashboard import login, pages
 from dashboard.query import ViewFilters, parse_filters, zone_named
@@ -82,6 +90,17 @@ def session(session_id: str):
         return render_template("dashboard/not_found.html", session_id=session_id), 404
     live_query = url_for("dashboard.live", session_id=session_id)
     return render_template("dashboard/session.html", data=data, live_query=live_query)
+
+
+@bp.get("/recordings/<path:session_id>")
+def recording(session_id: str):
+    """The audio of a call's completed recording, for the session page's player. The file is
+    the one the store names for that session, served only when it lies inside
+    RECORDING_FILE_DIR; anything else is a 404."""
+    path = recording_file(get_backend(), session_id)
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype=recording_media_type(path), conditional=True, max_age=0)
 
 
 @bp.get("/live")

@@ -11,6 +11,7 @@ records module nor other API modules itself."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from backend.api import get_backend
@@ -20,6 +21,7 @@ from backend.api.formats import csv_response
 from backend.api.params import CallParams, InformationParams, SessionParams, decode_cursor, encode_cursor
 from backend.backend_agent import BackendAgent
 from backend.calls.numbers import caller_filter_number
+from backend.calls.recording import media_type
 from backend.store.records import CATEGORIES, OUTCOMES, epoch, parse_iso
 
 __all__ = [  # the pages, what only the dashboard shows, and what is passed on for it
@@ -42,7 +44,10 @@ __all__ = [  # the pages, what only the dashboard shows, and what is passed on f
     "information_page",
     "last_seq",
     "parse_iso",
+    "recording_file",
+    "recording_media_type",
     "session_detail",
+    "session_recording",
     "sessions_page",
     "summary_page",
     "transcript_page",
@@ -91,12 +96,20 @@ def sessions_page(backend: BackendAgent, p: SessionParams) -> dict[str, Any]:
 
 
 def session_detail(backend: BackendAgent, session_id: str) -> dict[str, Any]:
-    """`{"session", "information": [oldest first], "call": call|None}`; ApiError 404 if unknown."""
+    """`{"session", "information": [oldest first], "call": call|None, "recording":
+    recording|None}`; ApiError 404 if unknown. `recording` (RECORDING=on) is `{"egress_id",
+    "status", "location", "started_at", "ended_at", "error"}`; null when none was started."""
     found = backend.session(session_id)
     if found is None:
         raise ApiError(404, "session_not_found", "There is no session with that id.")
     session, information, call = found
-    return {"session": session, "information": information, "call": call, "transcript": backend.transcript(session_id)}
+    return {
+        "session": session,
+        "information": information,
+        "call": call,
+        "recording": backend.session_recording(session_id),
+        "transcript": backend.transcript(session_id),
+    }
 
 
 def transcript_page(backend: BackendAgent, session_id: str) -> dict[str, Any]:
@@ -164,6 +177,22 @@ def calls_ended_since(backend: BackendAgent, since: float) -> dict[str, int]:
 def active_sessions(backend: BackendAgent) -> list[dict[str, Any]]:
     """The sessions in progress, newest first."""
     return sorted(backend.active_sessions(), key=lambda s: s["started_at"], reverse=True)
+
+
+def session_recording(backend: BackendAgent, session_id: str) -> dict[str, Any] | None:
+    """The session's recording (as in `session_detail`), or None."""
+    return backend.session_recording(session_id)
+
+
+def recording_file(backend: BackendAgent, session_id: str) -> Path | None:
+    """The file of the session's completed recording when it lies inside RECORDING_FILE_DIR on
+    this machine (the path comes from the store, never from the request, and is checked to stay
+    in that folder); None otherwise."""
+    return backend.recording_file(session_id)
+
+
+def recording_media_type(path: Path) -> str:
+    return media_type(path)
 
 
 def find_session(backend: BackendAgent, session_id: str) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from typing import Any
 from backend.api.params import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, STATUSES
 from backend.api.test_function import FUNCTIONS
 from backend.calls.outbound import STATES as OUTBOUND_STATES
+from backend.calls.recording import STATUSES as RECORDING_STATUSES
 from backend.store.records import CATEGORIES, END_REASONS, OUTCOMES, schema
 
 
@@ -140,12 +141,25 @@ SCHEMAS: dict[str, Any] = {
         sessions={"type": "array", "items": _ref("Session")},
         next_cursor=_ref("Cursor"),
     ),
+    "Recording": _obj(
+        ["egress_id", "status", "location", "started_at", "ended_at", "error"],
+        egress_id={"type": ["string", "null"], "description": "LiveKit's egress id; null when it never started."},
+        status={"enum": list(RECORDING_STATUSES)},
+        location={"type": ["string", "null"], "description": "The file path or s3:// URL it is written to."},
+        started_at=NULLABLE_TS,
+        ended_at=NULLABLE_TS,
+        error={"type": ["string", "null"], "description": "Why it failed or did not start, in one sentence."},
+    ),
     "SessionDetail": _obj(
         ["session", "information", "call"],
         session=_ref("Session"),
         information={"type": "array", "items": _ref("Information"), "description": "Oldest first."},
         call={"oneOf": [_ref("Call"), {"type": "null"}]},
         transcript={"type": "array", "items": _ref("Turn"), "description": "The call's transcript, in order."},
+        recording={
+            "oneOf": [_ref("Recording"), {"type": "null"}],
+            "description": "The call's recording (RECORDING=on); null when none was started.",
+        },
     ),
     "CallsPage": _obj(
         ["calls", "next_cursor"], calls={"type": "array", "items": _ref("Call")}, next_cursor=_ref("Cursor")

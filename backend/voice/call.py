@@ -7,6 +7,8 @@ Two ways a call ends:
 - anything else (the caller hangs up, the line drops, the model session fails): the job's
   shutdown callback calls `finish_call`, which writes the call log with `caller_hung_up` or
   `agent_error` and the real duration, unless `end_call` already wrote it.
+Either way a recorded call's recording (RECORDING=on) is stopped once, its end saved
+(`backend/voice/recording.py`): by a `before_hangup` hook, else by `finish_call`.
 
 A qualified caller who wants a specialist now (`customer_qualified_transfer`, with
 TRANSFER_NUMBER set and a SIP caller) is the one case where the call log waits: the agent tells
@@ -32,6 +34,7 @@ from livekit.agents import AgentSession, CloseEvent, CloseReason, ErrorEvent, ll
 
 from backend.calls.leases import HEARTBEAT_SECONDS
 from backend.livekit.rooms import TRANSFER_TIMEOUT
+from backend.voice import recording
 from backend.voice.prompts import prompt
 from backend.voice.state import Userdata
 
@@ -133,8 +136,9 @@ async def drain_writes(ud: Userdata) -> None:
 
 
 async def finish_call(ud: Userdata) -> dict[str, Any] | None:
-    """The shutdown path: write the call log unless `end_call` did. Returns the store's result,
-    or None when the call had already ended."""
+    """The shutdown path: write the call log unless `end_call` did, then stop the call's
+    recording unless the hang-up did. Returns the store's result, or None when the call had
+    already ended."""
     await drain_writes(ud)
     try:
         if ud.pending_reason and ud.ending is not None and not ud.ending.done():
@@ -149,6 +153,7 @@ async def finish_call(ud: Userdata) -> dict[str, Any] | None:
             log.error("could not write the call log of session %s: %s", ud.session_id, result.get("message"))
         return result
     finally:
+        await recording.stop(ud)  # once: the hang-up may have stopped it already
         ud.executor.shutdown(wait=False)
 
 

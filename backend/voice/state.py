@@ -17,7 +17,9 @@ from backend.calls.disclosures import DisclosureCheck
 
 if TYPE_CHECKING:
     from backend.backend_agent import BackendAgent
+    from backend.calls.recording import RecordingStart, RecordingStop
     from backend.livekit.rooms import RoomHangup
+    from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,12 @@ class Userdata:
     # Whether the call holds a lease (backend/calls/leases.py): in progress until its call log is written.
     leased: bool = False
     heartbeat: asyncio.TimerHandle | None = field(default=None, repr=False)
+    # The call's settings (for LiveKit calls made while it runs, such as stopping its recording).
+    settings: Settings | None = field(default=None, repr=False)
+    # The call's recording (RECORDING=on, backend/voice/recording.py): what starting it gave
+    # (None: not asked for), and the one task that stops it and saves the end.
+    recording: RecordingStart | None = None
+    recording_stop: asyncio.Task[RecordingStop | None] | None = field(default=None, repr=False)
     # Awaited with (userdata, final reason) after the goodbye (and any transfer) and before the
     # room is deleted.
     before_hangup: list[Callable[[Userdata, str], Awaitable[None]]] = field(default_factory=list)
@@ -61,6 +69,12 @@ class Userdata:
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-store"), repr=False
     )
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the call is being recorded: the egress really started (what the opening
+        disclosure says)."""
+        return self.recording is not None and self.recording.ok
 
     def duration_seconds(self) -> float:
         """Seconds since the call connected, from the monotonic clock."""

@@ -342,6 +342,7 @@
       if (data.disclosures) applyDisclosures(data.disclosures);
       if (data.debt) applyDebt(data.debt);
       if (data.call) applyCall(data.call);
+      if (data.recording) applyRecording(data.recording);
       if (data.records_more) showBehind("Many updates arrived while this page was not looking.");
     });
   }
@@ -363,6 +364,29 @@
     document.getElementById("call-count").textContent = c.information_count;
     document.getElementById("call-log").hidden = false;
     document.getElementById("call-pending").hidden = true;
+  }
+
+  /* The recording box: status, location, times, the problem if any, and the player once the
+   * file can be played (its address is the page's own, never taken from the data). */
+  function applyRecording(r) {
+    var box = document.getElementById("recording-box");
+    if (!box) return;
+    document.getElementById("recording-none").hidden = true;
+    box.hidden = false;
+    var status = document.getElementById("recording-status");
+    status.textContent = r.status_label;
+    status.className = "badge recstate-" + r.status;
+    document.getElementById("recording-location").textContent = r.location || "—";
+    document.getElementById("recording-egress").textContent = r.egress_id || "—";
+    if (r.started_at) setTime(document.getElementById("recording-started"), r.started_at);
+    if (r.ended_at) setTime(document.getElementById("recording-ended"), r.ended_at);
+    document.getElementById("recording-problem-label").textContent =
+      r.status === "failed" ? "Why it is not recorded:" : "Note:";
+    document.getElementById("recording-error").textContent = r.error || "";
+    document.getElementById("recording-problem").hidden = !r.error;
+    var player = document.getElementById("recording-player");
+    if (r.playable && !player.getAttribute("src")) player.src = player.dataset.src;
+    player.hidden = !r.playable;
   }
 
   function applyDebt(debt) {
