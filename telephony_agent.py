@@ -103,6 +103,7 @@ def build_agent_session(
     turns = TurnHandlingOptions(turn_detection="realtime_llm" if isinstance(model, RealtimeModel) else "manual")
     session = AgentSession[Userdata](llm=model, vad=None, userdata=ud, turn_handling=turns)
     call.watch_for_failure(session, ud)
+    ud.usage_source = lambda: [u.model_dump() for u in session.usage.model_usage]
     record_transcript(session, ud)
     agent = DebtReliefAgent(instructions=call_instructions(settings, earlier.get("records", []), recorded=ud.recorded))
     return session, agent

@@ -1,4 +1,5 @@
-"""`python -m backend run | serve | stats | verify | export [-o FILE] | import-legacy PATH | settings`."""
+"""`python -m backend run | serve | work [--once] | stats | verify | export [-o FILE] | import-legacy PATH |
+settings`."""
 
 from __future__ import annotations
 
@@ -56,6 +57,30 @@ def cmd_import_legacy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_work(args: argparse.Namespace) -> int:
+    """Run the post-call jobs (summaries, webhook deliveries) as they fall due, until stopped;
+    `--once`: what is due now, then exit. Many may run at once, on any machine sharing the store."""
+    import signal
+    import time
+
+    backend = _backend(args)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    queued = backend.enqueue_missing_jobs()
+    if queued:
+        print(f"queued {queued} summary job(s) of calls that had none", file=sys.stderr)
+    try:
+        while not stopping:
+            ran = backend.run_jobs(limit=50)
+            if args.once and ran == 0:
+                return 0
+            if ran == 0:
+                time.sleep(args.idle)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.api_server import create_app
 
@@ -77,7 +102,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parent.parent
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    procs = [subprocess.Popen([sys.executable, "-m", "gunicorn", "backend.api_server:create_app()"], cwd=root)]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "gunicorn", "backend.api_server:create_app()"], cwd=root),
+        subprocess.Popen([sys.executable, "-m", "backend", "work"], cwd=root),  # summaries, webhooks
+    ]
     print(f"API and dashboard: http://{settings.host}:{settings.port}/", file=sys.stderr)
     missing = [k for k in AGENT_KEYS if not getattr(settings, k.lower())]
     if missing:
@@ -123,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         func=cmd_run
     )
     sub.add_parser("serve", help="development server for the API and dashboard").set_defaults(func=cmd_serve)
+    work = sub.add_parser("work", help="run the post-call jobs (summaries, webhooks) as they fall due")
+    work.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    work.add_argument("--idle", type=float, default=1.0, help="seconds to wait when nothing is due")
+    work.set_defaults(func=cmd_work)
     sub.add_parser("settings", help="list every setting").set_defaults(func=cmd_settings)
     args = parser.parse_args(argv)
     logging.basicConfig(level=get_settings().log_level, format="%(levelname)s %(name)s: %(message)s")

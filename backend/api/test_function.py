@@ -20,7 +20,7 @@ from backend.backend_agent import TOOL_NAMES
 
 FUNCTIONS = TOOL_NAMES
 # what the agent passes from the call itself, not an argument anybody else gives
-NOT_ARGUMENTS = frozenset({"details"})
+NOT_ARGUMENTS = frozenset({"details", "usage"})
 
 bp = Blueprint("api_test_function", __name__, url_prefix="/api")
 bp.before_request(require_token)

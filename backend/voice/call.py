@@ -73,6 +73,7 @@ async def write_call_log(ud: Userdata, reason: str, details: dict[str, Any] | No
             duration_seconds=ud.duration_seconds(),
             session_id=ud.session_id,
             details=details,
+            usage=ud.model_usage(),
         )
         if result.get("success"):  # the call log released the lease; stop renewing it
             ud.call_ended, ud.call_log, ud.leased = True, result["call"], False

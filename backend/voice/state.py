@@ -46,6 +46,8 @@ class Userdata:
     # The reason end_call asked for while its call log waits on a transfer (call.py).
     pending_reason: str | None = None
     opted_out: bool = False
+    # LiveKit's usage of the call's models (`AgentSession.usage`), read when the call log is written.
+    usage_source: Callable[[], list[dict[str, Any]]] | None = field(default=None, repr=False)
     # Which required disclosures the agent's own first turns gave (backend/calls/disclosures.py).
     disclosures: DisclosureCheck = field(default_factory=lambda: DisclosureCheck({}))
     # Whether the call holds a lease (backend/calls/leases.py): in progress until its call log is written.
@@ -79,6 +81,10 @@ class Userdata:
     def duration_seconds(self) -> float:
         """Seconds since the call connected, from the monotonic clock."""
         return round(time.monotonic() - self.started_monotonic, 3)
+
+    def model_usage(self) -> list[dict[str, Any]]:
+        """The models' token usage of this call so far, as LiveKit counts it (for its cost)."""
+        return self.usage_source() if self.usage_source is not None else []
 
     def since_start(self, wall_time: float) -> float:
         """`wall_time` (epoch seconds, as LiveKit stamps its events) in seconds from the call's start."""
