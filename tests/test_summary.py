@@ -169,3 +169,18 @@ def test_a_crash_between_call_end_and_summary_still_gives_exactly_one(data_dir, 
     again = BackendAgent(data_dir)
     assert again.summary_of("s1")["state"] == "done" and len(rest.requests) == 1
     assert [e["data"]["state"] for e in again.store.events("job", "summary:s1")].count("done") == 1
+
+
+def test_the_session_api_shows_the_summary_lead_qualification_and_cost(backend, rest, data_dir):
+    from backend.api_server import create_app
+
+    ended_call(backend)
+    app = create_app({"DATA_DIR": str(data_dir), "API_TOKENS": ["t"], "TESTING": True})
+    detail = app.test_client().get("/api/sessions/s1", headers={"Authorization": "Bearer t"}).get_json()
+    assert detail["summary"] == {"state": "queued", "attempts": 0, "error": None, "reason": None}
+    rest.say(REPLY)
+    backend.run_jobs()
+    detail = app.test_client().get("/api/sessions/s1", headers={"Authorization": "Bearer t"}).get_json()
+    shown = detail["summary"]
+    assert (shown["state"], shown["summary"], shown["lead"]) == ("done", REPLY["summary"], LEAD)
+    assert shown["rule"]["qualified"] is True and shown["disagreement"] is False

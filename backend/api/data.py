@@ -109,7 +109,26 @@ def session_detail(backend: BackendAgent, session_id: str) -> dict[str, Any]:
         "call": call,
         "recording": backend.session_recording(session_id),
         "transcript": backend.transcript(session_id),
+        "summary": summary_view(backend.summary_of(session_id)),
     }
+
+
+def summary_view(job: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The post-call summary as the API shows it: the job's state (queued, claimed, retrying,
+    done, skipped, gave_up), its last error, and once done the summary, lead and qualification."""
+    if job is None:
+        return None
+    view = {
+        "state": job.get("state"),
+        "attempts": job.get("attempts", 0),
+        "error": job.get("error"),
+        "reason": job.get("reason"),
+    }
+    result = job.get("result") or {}
+    for key in ("summary", "lead", "lead_valid", "errors", "rule", "model_decision", "disagreement", "model", "raw"):
+        if key in result:
+            view[key] = result[key]
+    return view
 
 
 def transcript_page(backend: BackendAgent, session_id: str) -> dict[str, Any]:

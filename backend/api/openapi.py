@@ -17,6 +17,7 @@ def _without_meta(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if not k.startswith("$")}
 
 
+LEAD = _without_meta(schema("lead"))
 TURN = _without_meta(schema("turn"))  # the store's own schema: the two cannot drift apart
 DISCLOSURE_KEYS = schema("fields/conversation_flow")["properties"]["disclosures"]["items"]["enum"]
 TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
@@ -100,6 +101,32 @@ SCHEMAS: dict[str, Any] = {
     )
     | {"description": "Checked from the agent's transcribed words, not from what the model claims."},
     "Turn": TURN,
+    "Lead": LEAD,
+    "CallSummary": _obj(
+        ["state", "attempts"],
+        state={"enum": ["queued", "claimed", "retrying", "done", "skipped", "gave_up"]},
+        attempts={"type": "integer", "minimum": 0},
+        error={"type": ["string", "null"], "description": "The last failed attempt's error."},
+        reason={"type": ["string", "null"], "description": "Why it was skipped, e.g. `skipped: no key`."},
+        summary={"type": ["string", "null"], "description": "Three sentences at most."},
+        lead={"description": "The model's lead, kept as it came (see `lead_valid` and `errors`)."},
+        lead_valid={"type": "boolean", "description": "The lead meets the Lead schema."},
+        errors={"type": "array", "items": {"type": "string"}, "description": "What was wrong with the reply."},
+        rule={
+            "type": "object",
+            "description": "Our own qualification: unsecured debt against QUALIFY_MIN_UNSECURED_DEBT_USD.",
+            "properties": {
+                "qualified": {"type": "boolean"},
+                "unsecured_debt_usd": {"type": "number"},
+                "threshold_usd": {"type": "number"},
+                "reason": {"type": "string"},
+            },
+        },
+        model_decision={"enum": ["qualified", "not_qualified", "undecided", None]},
+        disagreement={"type": "boolean", "description": "The model's decision differs from the rule's."},
+        model={"type": "string"},
+        raw={"type": "string", "description": "A reply that was not JSON, as it came."},
+    ),
     "Transcript": _obj(
         ["session_id", "turns", "count"],
         session_id={"type": "string"},
@@ -123,6 +150,7 @@ SCHEMAS: dict[str, Any] = {
             "items": {"enum": DISCLOSURE_KEYS},
             "description": "Once the disclosure check has run: the required disclosures not heard.",
         },
+        cost=_without_meta(schema("call")["properties"]["cost"]),
     ),
     "Cursor": {"type": ["string", "null"], "description": "Pass as `cursor` for the next page; null at the end."},
     "InformationPage": _obj(
@@ -159,6 +187,10 @@ SCHEMAS: dict[str, Any] = {
         recording={
             "oneOf": [_ref("Recording"), {"type": "null"}],
             "description": "The call's recording (RECORDING=on); null when none was started.",
+        },
+        summary={
+            "oneOf": [_ref("CallSummary"), {"type": "null"}],
+            "description": "The post-call summary and lead; null until the call has ended.",
         },
     ),
     "CallsPage": _obj(
