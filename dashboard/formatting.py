@@ -82,6 +82,13 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s"
 
 
+def call_clock(seconds: float) -> str:
+    """Seconds from the start of the call as `m:ss` (`h:mm:ss` from an hour): 65.4 -> `1:05`."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def money(amount: float | None) -> str:
     if amount is None:
         return NONE

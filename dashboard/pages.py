@@ -3,9 +3,9 @@
 Everything comes through the API's page functions (`backend.api.data`, the dashboard's one
 door to the data), so `/api/...` and the dashboard answer the same records for the same
 filters; this module adds what only the dashboard shows (cards, active calls, debt totals,
-disclosures) and the texts it shows them with. Every read is one of the store's indexed
-queries: no page reads the whole backend, and a live update's size depends on what changed since
-`after_seq`, not on the store's size."""
+disclosures, the transcript as a conversation) and the texts it shows them with. Every read is
+one of the store's indexed queries: no page reads the whole backend, and a live update's size
+depends on what changed since `after_seq` (and on the call's length), not on the store's size."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from backend.api.data import (
 )
 from backend.api.errors import ApiError
 from dashboard import formatting as fmt
+from dashboard.conversation import conversation, items_after
 from dashboard.query import ViewFilters, start_of_today
 
 FEED_PAGE = 50
@@ -38,6 +39,7 @@ CALLS_PAGE = 25
 ACTIVE_SHOWN = 50
 LIVE_RECORDS = 100
 LIVE_CALLS = 50
+LIVE_TURNS = 100  # transcript items per live update; a page further behind catches up poll by poll
 EARLIER_CALLS = 20
 
 
@@ -133,12 +135,15 @@ def session_page(backend: BackendAgent, session_id: str) -> dict[str, Any] | Non
         "groups": [(c, [r for r in records if r["category"] == c]) for c in CATEGORIES],
         "debt": debt_summary(records),
         "disclosures": disclosures(records),
+        "conversation": conversation(detail["transcript"] or [], records),
         "earlier": [s for s in earlier["sessions"] if s["session_id"] != session_id][:EARLIER_CALLS],
     }
 
 
 def session_changes(backend: BackendAgent, session_id: str, after_seq: int) -> dict[str, Any] | None:
-    """What changed on one call since `after_seq`: its new records, its state and call log."""
+    """What changed on one call since `after_seq`: its new records, its new transcript items (at
+    most LIVE_TURNS; when more wait, `last_seq` is that of the last one sent, so the next update
+    carries on from there), its state and call log."""
     seq = last_seq(backend)
     session = find_session(backend, session_id)
     if session is None:
@@ -148,12 +153,18 @@ def session_changes(backend: BackendAgent, session_id: str, after_seq: int) -> d
         return out
     page = information_page(backend, InformationParams(session_id=session_id, after_seq=after_seq, limit=LIVE_RECORDS))
     records = page["information"]
-    detail = session_detail(backend, session_id)  # the call's every record (for its totals) and call log
+    detail = session_detail(backend, session_id)  # every record (for the totals), the transcript, the call log
     call = detail["call"]
+    spoken = conversation(detail["transcript"] or [], detail["information"])
+    items, items_more = items_after(spoken, after_seq, LIVE_TURNS)
+    if items_more:
+        out["last_seq"] = min(seq, items[-1]["last_seq"])
     return {
         **out,
         "records": [shown(r) for r in records],
         "records_more": page["next_cursor"] is not None,
+        "transcript": items,
+        "transcript_more": items_more,
         "call": shown(call) if call else None,
         "debt": debt_summary(detail["information"]) if records else None,
         "disclosures": disclosures(detail["information"]) if records else None,

@@ -11,6 +11,7 @@ import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -369,6 +370,124 @@ def test_session_page_shows_timeline_debt_disclosures_and_other_calls(signed_in,
     assert "7m 01s" in html and "Qualified" in html and "customer_qualified_transfer" in html
     assert "/sessions/s0" in html  # the caller's other call
     assert "State" in html and "OH" in html  # fields as a table
+
+
+# ---- the transcript ---------------------------------------------------------------------------
+SHARE = {
+    "name": "share_information",
+    "call_id": "c1",
+    "arguments": {"category": "debt_info", "information": "Owes $12,000", "fields": None},
+    "result": "Saved under debt_info.",
+    "is_error": False,
+}
+
+
+def turn(store, speaker, text, start_s, session="s1", **extra):
+    return store.add_turn(session_id=session, speaker=speaker, text=text, start_s=start_s, end_s=start_s + 1, **extra)
+
+
+def seed_conversation(store):
+    """A call as the agent saves it: the record of a share_information call comes just before
+    its tool turn (tests/test_transcript.py)."""
+    store.start_session("s1", CALLER)
+    turn(store, "agent", "Hello, this is Acme Debt Help.", 3.2)
+    turn(store, "caller", "I owe twelve thousand.", 65.9)
+    add(store, "Owes $12,000")
+    turn(store, "tool", "", 66.0, tool=SHARE)
+    turn(store, "agent", "Great, and how", 68.0, interrupted=True)
+    failed = {**SHARE, "name": "end_call", "arguments": {"reason": "oops"}, "result": "Unknown reason"}
+    failed["is_error"] = True
+    turn(store, "tool", "", 80.5, tool=failed)
+
+
+def transcript_items(html: str) -> list[tuple[str, str]]:
+    """(class, text as read) of each item of the Transcript, hidden marks left out."""
+    box = html[html.index('id="transcript"') : html.index("</ol>", html.index('id="transcript"'))]
+    items = []
+    for cls, body in re.findall(r'<li class="([^"]+)" data-seq="\d+">(.*?)</li>', box, re.S):
+        body = re.sub(r"<(\w+)[^>]*\shidden[^>]*>.*?</\1>", "", body, flags=re.S)
+        items.append((cls, " ".join(unescape(re.sub(r"<[^>]+>", " ", body)).split())))
+    return items
+
+
+def test_the_transcript_is_a_conversation_with_times_marks_tools_and_records_in_place(signed_in, store):
+    seed_conversation(store)
+    assert transcript_items(signed_in.get("/sessions/s1").text) == [
+        ("turn turn-agent", "Agent 0:03 Hello, this is Acme Debt Help."),
+        ("turn turn-caller", "Caller 1:05 I owe twelve thousand."),
+        ("saved-row", "Saved: Debt : Owes $12,000"),
+        ("tool-row", "1:06 share_information category: debt_info, information: Owes $12,000 → Saved under debt_info."),
+        ("turn turn-agent", "Agent 1:08 Great, and how (interrupted)"),
+        ("tool-row tool-error", "1:20 end_call reason: oops → Unknown reason (error)"),
+    ]
+
+
+def test_a_turn_kept_in_parts_is_one_bubble(signed_in, store):
+    store.start_session("s1", CALLER)
+    long_turn = " ".join(f"w{i}" for i in range(4000))  # over 10,000 characters: stored in parts
+    assert len(turn(store, "agent", long_turn, 2.0)) > 1
+    turn(store, "caller", "OK", 3725.0)
+    items = transcript_items(signed_in.get("/sessions/s1").text)
+    assert items == [("turn turn-agent", f"Agent 0:02 {long_turn}"), ("turn turn-caller", "Caller 1:02:05 OK")]
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json["transcript"]
+    assert [(i["speaker"], i["text"]) for i in live] == [("agent", long_turn), ("caller", "OK")]
+
+
+def test_turn_text_is_escaped_on_the_page_and_raw_in_the_live_json(signed_in, store):
+    store.start_session("s1", CALLER)
+    turn(store, "caller", XSS, 1.0)
+    hostile = {**SHARE, "arguments": {"information": "<script>alert(3)</script>"}, "result": "<b>done</b>"}
+    turn(store, "tool", "", 2.0, tool=hostile)
+    html = signed_in.get("/sessions/s1").text
+    assert "<img src=x" not in html and "<script>alert" not in html and "<b>done" not in html
+    assert [text for _, text in transcript_items(html)] == [
+        f"Caller 0:01 {XSS}",
+        "0:02 share_information information: <script>alert(3)</script> → <b>done</b>",
+    ]
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json["transcript"]
+    assert live[0]["text"] == XSS  # the page's script sets it with textContent
+
+
+def test_the_script_builds_transcript_rows_with_text_content_only():
+    script = (DASHBOARD / "static" / "dashboard.js").read_text()
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "outerHTML" not in script
+
+
+def test_live_carries_only_the_transcript_items_after_after_seq(signed_in, store):
+    seed_conversation(store)
+    last = store.last_seq()
+    assert signed_in.get(f"/live?after_seq={last}&session_id=s1").json["changed"] is False
+    turn(store, "caller", "Is that all?", 90.0)
+    add(store, "Wants a callback", category="conversation_flow")
+    turn(store, "agent", "Yes.", 92.0)
+    store.start_session("s2", OTHER)
+    turn(store, "caller", "Another call's words", 1.0, session="s2")
+    data = signed_in.get(f"/live?after_seq={last}&session_id=s1").json
+    assert [(i["kind"], i.get("text") or i.get("information")) for i in data["transcript"]] == [
+        ("turn", "Is that all?"),
+        ("saved", "Wants a callback"),
+        ("turn", "Yes."),
+    ]
+    assert all(i["seq"] > last for i in data["transcript"]) and data["transcript_more"] is False
+    assert data["transcript"][0]["time_display"] == "1:30"
+
+
+def test_live_transcript_is_capped_and_catches_up_without_gaps_or_repeats(signed_in, store, monkeypatch):
+    monkeypatch.setattr("dashboard.pages.LIVE_TURNS", 2)
+    store.start_session("s1", CALLER)
+    after = store.last_seq()
+    for i in range(5):
+        turn(store, "caller" if i % 2 else "agent", f"turn {i}", float(i))
+    seen, polls = [], 0
+    while True:
+        data = signed_in.get(f"/live?after_seq={after}&session_id=s1").json
+        polls += 1
+        if not data["changed"]:
+            break
+        assert len(data["transcript"]) <= 2
+        seen += [i["text"] for i in data["transcript"]]
+        after = data["last_seq"]
+    assert seen == [f"turn {i}" for i in range(5)] and polls == 4
 
 
 # ---- debt types and disclosures -----------------------------------------------------------

@@ -325,9 +325,61 @@
     });
   }
 
+  // ---- the transcript of a call's page -------------------------------------------------------
+  function transcriptNode(item) {
+    var node;
+    if (item.kind === "turn") {
+      node = fromTemplate("tpl-turn");
+      node.classList.add(item.speaker === "caller" ? "turn-caller" : "turn-agent");
+      node.querySelector(".who").textContent = item.speaker_label;
+      node.querySelector(".at").textContent = item.time_display;
+      node.querySelector(".turn-text").textContent = item.text;
+      node.querySelector(".cut").hidden = !item.interrupted;
+      node.querySelector(".late").hidden = !item.after_call_log;
+    } else if (item.kind === "tool") {
+      node = fromTemplate("tpl-tool");
+      if (item.is_error) node.classList.add("tool-error");
+      node.querySelector(".at").textContent = item.time_display;
+      node.querySelector(".tool-name").textContent = item.name;
+      node.querySelector(".tool-args").textContent = item.arguments_display;
+      node.querySelector(".tool-result").textContent = item.result_display;
+      node.querySelector(".tool-failed").hidden = !item.is_error;
+    } else {
+      node = fromTemplate("tpl-saved");
+      node.querySelector(".saved-category").textContent = item.category_label;
+      node.querySelector(".saved-text").textContent = item.information;
+    }
+    node.dataset.seq = item.seq;
+    return node;
+  }
+
+  /* Put `node` at its place by seq (nearly always the end). */
+  function insertBySeq(list, node) {
+    var seq = Number(node.dataset.seq);
+    var before = list.lastElementChild;
+    while (before && Number(before.dataset.seq) > seq) before = before.previousElementSibling;
+    list.insertBefore(node, before ? before.nextSibling : list.firstChild);
+  }
+
+  /* Add the items not shown yet; true when the list was scrolled to its end (to follow it). */
+  function addTranscript(list, items) {
+    var atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    var spoken = 0;
+    items.forEach(function (item) {
+      if (list.querySelector('[data-seq="' + item.seq + '"]')) return;
+      insertBySeq(list, transcriptNode(item));
+      if (item.kind !== "saved") spoken++;
+    });
+    if (spoken) document.getElementById("transcript-empty").hidden = true;
+    return atEnd;
+  }
+
   function applySession(data) {
     if (!data.changed) return;
+    var transcript = document.getElementById("transcript");
+    var follow = false;
     keepingScroll(function () {
+      if (transcript && data.transcript) follow = addTranscript(transcript, data.transcript);
       var timeline = document.getElementById("timeline");
       if (addRecords(timeline, data.records, false, false)) document.getElementById("timeline-empty").hidden = true;
       data.records.forEach(function (r) {
@@ -344,6 +396,7 @@
       if (data.call) applyCall(data.call);
       if (data.records_more) showBehind("Many updates arrived while this page was not looking.");
     });
+    if (follow) transcript.scrollTop = transcript.scrollHeight;  // after: the page's own scroll is kept
   }
 
   function applyCall(c) {
