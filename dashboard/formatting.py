@@ -138,6 +138,10 @@ def debt_type(value: Any) -> str:
     return vocabulary_label("debt_type", value)
 
 
+def disclosure_label(key: str) -> str:
+    return DISCLOSURE_LABELS.get(key) or key.replace("_", " ")
+
+
 def field_name(name: str) -> str:
     """`monthly_income_usd` -> `Monthly income (USD)`."""
     text = name.replace("_", " ").strip()

@@ -20,7 +20,7 @@ import pytest
 from backend.api_server import create_app
 from backend.calls.numbers import caller_filter_number
 from backend.store import MemoryStore
-from backend.store.records import iso
+from backend.store.records import DISCLOSURES, iso
 from dashboard import formatting, views
 
 TOKEN = "dash-token-123"
@@ -488,6 +488,122 @@ def test_live_transcript_is_capped_and_catches_up_without_gaps_or_repeats(signed
         seen += [i["text"] for i in data["transcript"]]
         after = data["last_seq"]
     assert seen == [f"turn {i}" for i in range(5)] and polls == 4
+
+
+# ---- the disclosure flag --------------------------------------------------------------------
+FLAGGED = {
+    "required": ["business_name", "ai_assistant", "callback_number"],
+    "heard": {"business_name": 2.4},
+    "missing": ["ai_assistant", "callback_number"],
+    "agent_turns_checked": 2,
+    "flagged": True,
+}
+LIVE = "+15550001111"
+HEARD_ALL = {**FLAGGED, "heard": {"business_name": 2.4, "ai_assistant": 5.0, "callback_number": 61.0}, "missing": []}
+
+
+def checked(store, session_id, evidence):
+    store.append_event(DISCLOSURES, session_id, {**evidence, "flagged": bool(evidence["missing"])})
+
+
+def heard_states(html: str) -> tuple[str, dict[str, str]]:
+    """The session page's disclosure badge, and each required disclosure's heard state."""
+    badge = re.search(r'class="badge flag-([a-z]+)" id="disclosure-badge">([^<]*)<', html)
+    box = html[html.index('id="heard-disclosures"') : html.index("</ul>", html.index('id="heard-disclosures"'))]
+    items = re.findall(r'data-key="([a-z_]+)" class="([a-z-]+)">.*?<span class="state">([^<]*)<', box, re.S)
+    return f"{badge.group(1)}: {badge.group(2)}", {key: f"{cls}: {state}" for key, cls, state in items}
+
+
+def test_session_page_badge_names_the_missing_disclosures_and_when_the_others_were_heard(signed_in, store):
+    store.start_session("s1", CALLER)
+    html = signed_in.get("/sessions/s1").text
+    assert heard_states(html) == ("pending: Disclosures not checked yet", {})
+    assert "Disclosures recorded by the agent" in html and "Disclosures heard in the agent's words" in html
+    last = store.last_seq()
+    checked(store, "s1", FLAGGED)
+    assert heard_states(signed_in.get("/sessions/s1").text) == (
+        "flagged: Missing disclosure: AI assistant, Callback number",
+        {
+            "business_name": "heard: heard at 0:02",
+            "ai_assistant": "not-heard: not heard",
+            "callback_number": "not-heard: not heard",
+        },
+    )
+    flag = signed_in.get(f"/live?after_seq={last}&session_id=s1").json["disclosure_flag"]
+    assert flag["state"] == "flagged" and flag["badge"] == "Missing disclosure: AI assistant, Callback number"
+    first = flag["items"][0]
+    assert (first["key"], first["heard"], first["at_display"]) == ("business_name", True, "0:02")
+    store.start_session("s2", OTHER)
+    checked(store, "s2", HEARD_ALL)
+    badge, heard = heard_states(signed_in.get("/sessions/s2").text)
+    assert badge == "ok: All required disclosures heard" and heard["callback_number"] == "heard: heard at 1:01"
+    store.start_session("s3", OTHER)
+    store.end_session(reason="caller_hung_up", caller_id=OTHER, session_id="s3")  # ended, never checked
+    assert heard_states(signed_in.get("/sessions/s3").text) == ("pending: Disclosures not checked on this call", {})
+
+
+def seed_flagged_calls(store):
+    """s1 ended flagged, s2 ended with every disclosure heard, live1 in progress flagged, live2
+    in progress not checked yet."""
+    for sid, caller, evidence in (("s1", CALLER, FLAGGED), ("s2", OTHER, HEARD_ALL), ("live1", LIVE, FLAGGED)):
+        store.start_session(sid, caller)
+        checked(store, sid, evidence)
+    store.end_session(reason="customer_not_qualified", caller_id=CALLER, session_id="s1")
+    store.end_session(reason="customer_qualified_transfer", caller_id=OTHER, session_id="s2")
+    store.start_session("live2", "+15550002222")
+
+
+def section(html: str, start: str, end: str) -> str:
+    return html[html.index(start) : html.index(end, html.index(start))]
+
+
+def test_flagged_calls_have_a_badge_in_the_overviews_lists(signed_in, store):
+    seed_flagged_calls(store)
+    html = signed_in.get("/").text
+    calls = section(html, 'id="calls-body"', "</tbody>")
+    active = section(html, 'id="active-body"', "</tbody>")
+    badge = "Missing disclosure: AI assistant, Callback number"
+    assert calls.count(badge) == 1
+    assert re.search(r'data-sid="s1">(?:(?!</tr>).)*' + badge, calls, re.S)
+    assert not re.search(r'data-sid="s2">(?:(?!</tr>).)*Missing disclosure', calls, re.S)
+    assert re.search(r'data-sid="live1">(?:(?!</tr>).)*' + badge, active, re.S)
+    assert not re.search(r'data-sid="live2">(?:(?!</tr>).)*Missing disclosure', active, re.S)
+    assert "Missing disclosure" in signed_in.get("/sessions/s1").text
+
+
+def test_the_missing_disclosure_filter_lists_only_flagged_calls(signed_in, store):
+    seed_flagged_calls(store)
+    html = signed_in.get("/?missing_disclosure=1").text
+    calls = section(html, 'id="calls-body"', "</tbody>")
+    assert re.findall(r'<tr (?:data-seq="\d+" )?data-sid="([^"]+)"', calls) == ["s1"]
+    assert re.findall(r'data-sid="([^"]+)"', section(html, 'id="active-body"', "</tbody>")) == ["live1"]
+    assert 'name="missing_disclosure" value="1" type="checkbox"\n        checked' in html
+    assert "missing_disclosure=1" in re.search(r'data-query="([^"]+)"', html).group(1)
+    unfiltered = signed_in.get("/").text
+    assert len(re.findall(r"<tr [^>]*data-sid=", section(unfiltered, 'id="calls-body"', "</tbody>"))) == 2
+    assert "Unknown missing-disclosure choice" in signed_in.get("/?missing_disclosure=maybe").text
+
+
+def test_the_missing_disclosure_filter_pages_and_follows_live(signed_in, store, monkeypatch):
+    monkeypatch.setattr("dashboard.pages.CALLS_PAGE", 1)
+    seed_flagged_calls(store)
+    store.start_session("s3", CALLER)
+    checked(store, "s3", FLAGGED)
+    store.end_session(reason="caller_hung_up", caller_id=CALLER, session_id="s3")
+    html = signed_in.get("/?missing_disclosure=1").text
+    assert re.findall(r'data-sid="(s\d)"', section(html, 'id="calls-body"', "</tbody>")) == ["s3"]
+    older = re.search(r'href="(/\?[^"]*calls_cursor=[^"]+)" rel="next"', html).group(1).replace("&amp;", "&")
+    assert "missing_disclosure=1" in older
+    html = signed_in.get(older).text
+    assert re.findall(r'data-sid="(s\d)"', section(html, 'id="calls-body"', "</tbody>")) == ["s1"]
+    last = store.last_seq()
+    store.end_session(reason="caller_hung_up", caller_id="+15550002222", session_id="live2")  # not flagged
+    store.end_session(reason="caller_hung_up", caller_id=LIVE, session_id="live1")  # flagged
+    data = signed_in.get(f"/live?after_seq={last}&missing_disclosure=1").json
+    assert [(c["session_id"], c["flag_display"]) for c in data["calls"]] == [
+        ("live1", "Missing disclosure: AI assistant, Callback number")
+    ]
+    assert data["active"]["sessions"] == []
 
 
 # ---- debt types and disclosures -----------------------------------------------------------
