@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from backend.settings import get_settings
+from dashboard.disclosure_flag import missing_text
 from dashboard.formatting import FILTERS
 from dashboard.login import DashboardSessionInterface
 
@@ -15,7 +16,7 @@ def init_app(app: Flask) -> None:
     from dashboard.views import bp
 
     app.register_blueprint(bp)
-    app.jinja_env.filters.update(FILTERS)
+    app.jinja_env.filters.update(FILTERS, missing_disclosure_text=missing_text)
     app.session_interface = DashboardSessionInterface()
     zone = app.config.get("BUSINESS_TIMEZONE") or get_settings().business_timezone
     app.extensions["dashboard"] = {"business_timezone": zone}

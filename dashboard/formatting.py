@@ -83,6 +83,13 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s"
 
 
+def call_clock(seconds: float) -> str:
+    """Seconds from the start of the call as `m:ss` (`h:mm:ss` from an hour): 65.4 -> `1:05`."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def money(amount: float | None) -> str:
     if amount is None:
         return NONE
@@ -130,6 +137,10 @@ def debt_type(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         return NOT_STATED
     return vocabulary_label("debt_type", value)
+
+
+def disclosure_label(key: str) -> str:
+    return DISCLOSURE_LABELS.get(key) or key.replace("_", " ")
 
 
 def field_name(name: str) -> str:

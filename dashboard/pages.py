@@ -3,9 +3,9 @@
 Everything comes through the API's page functions (`backend.api.data`, the dashboard's one
 door to the data), so `/api/...` and the dashboard answer the same records for the same
 filters; this module adds what only the dashboard shows (cards, active calls, debt totals,
-disclosures) and the texts it shows them with. Every read is one of the store's indexed
-queries: no page reads the whole backend, and a live update's size depends on what changed since
-`after_seq`, not on the store's size."""
+disclosures, the transcript as a conversation) and the texts it shows them with. Every read is
+one of the store's indexed queries: no page reads the whole backend, and a live update's size
+depends on what changed since `after_seq` (and on the call's length), not on the store's size."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ from backend.api.data import (
 )
 from backend.api.errors import ApiError
 from dashboard import formatting as fmt
+from dashboard.conversation import conversation, items_after
+from dashboard.disclosure_flag import heard_disclosures, missing_of, missing_text
 from dashboard.query import ViewFilters, start_of_today
 
 FEED_PAGE = 50
@@ -40,6 +42,7 @@ CALLS_PAGE = 25
 ACTIVE_SHOWN = 50
 LIVE_RECORDS = 100
 LIVE_CALLS = 50
+LIVE_TURNS = 100  # transcript items per live update; a page further behind catches up poll by poll
 EARLIER_CALLS = 20
 
 
@@ -59,9 +62,12 @@ def summary_counts(backend: BackendAgent, zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def active_calls(backend: BackendAgent) -> dict[str, Any]:
-    """Calls in progress, newest first, each with its newest captured fact."""
+def active_calls(backend: BackendAgent, filters: ViewFilters | None = None) -> dict[str, Any]:
+    """Calls in progress, newest first, each with its newest captured fact (with the filter
+    "missing disclosure", only those flagged)."""
     sessions = active_sessions(backend)
+    if filters is not None and filters.missing_disclosure:
+        sessions = [s for s in sessions if missing_of(s)]
     out = []
     for session in sessions[:ACTIVE_SHOWN]:
         newest = information_page(backend, InformationParams(session_id=session["session_id"], limit=1))["information"]
@@ -72,15 +78,36 @@ def active_calls(backend: BackendAgent) -> dict[str, Any]:
 def overview(backend: BackendAgent, filters: ViewFilters, zone: ZoneInfo) -> dict[str, Any]:
     counts = summary_counts(backend, zone)  # first: its last_seq may repeat a record, never miss one
     feed = information_page(backend, filters.information_params(FEED_PAGE))
-    calls = calls_page(backend, filters.call_params(CALLS_PAGE))
+    calls, calls_next = call_log(backend, filters)
     return {
         "summary": counts,
         "last_seq": counts["last_seq"],
-        "active": active_calls(backend),
+        "active": active_calls(backend, filters),
         "feed": feed["information"],
         "feed_next": feed["next_cursor"],
-        "calls": calls["calls"],
-        "calls_next": calls["next_cursor"],
+        "calls": calls,
+        "calls_next": calls_next,
+    }
+
+
+def call_log(backend: BackendAgent, filters: ViewFilters) -> tuple[list[dict], str | None]:
+    """The overview's page of call logs and the cursor of the next; with the filter "missing
+    disclosure", the ended calls the store's index lists as flagged (`/api/sessions?
+    missing_disclosure=true`), each shown as its call log."""
+    if not filters.missing_disclosure:
+        page = calls_page(backend, filters.call_params(CALLS_PAGE))
+        return page["calls"], page["next_cursor"]
+    page = sessions_page(backend, filters.flagged_params(CALLS_PAGE))
+    return [ended_call(s) for s in page["sessions"]], page["next_cursor"]
+
+
+def ended_call(session: dict) -> dict[str, Any]:
+    """An ended session as a call-log row (its view holds everything the row shows)."""
+    keys = ("session_id", "caller_id", "ended_at", "outcome", "duration_seconds", "information_count")
+    return {
+        **{k: session[k] for k in keys},
+        "reason": session["end_reason"],
+        "missing_disclosures": missing_of(session),
     }
 
 
@@ -100,7 +127,7 @@ def overview_changes(backend: BackendAgent, filters: ViewFilters, zone: ZoneInfo
         "records_more": records["next_cursor"] is not None,
         "calls": [shown(c) for c in calls],
         "calls_more": calls_more,
-        "active": active_calls(backend),
+        "active": active_calls(backend, filters),
     }
 
 
@@ -115,6 +142,8 @@ def new_calls(backend: BackendAgent, filters: ViewFilters, after_seq: int) -> tu
 
 def _call_matches(call: dict, f: ViewFilters) -> bool:
     if (f.caller_id and call["caller_id"] != f.caller_id) or (f.outcome and call["outcome"] != f.outcome):
+        return False
+    if f.missing_disclosure and not call.get("missing_disclosures"):
         return False
     ts = epoch(call["ended_at"])
     return not ((f.since is not None and ts < f.since) or (f.until is not None and ts > f.until))
@@ -136,12 +165,16 @@ def session_page(backend: BackendAgent, session_id: str) -> dict[str, Any] | Non
         "debt": debt_summary(records),
         "disclosures": disclosures(records),
         "recording": recording_box(backend, session_id, detail["recording"]),
+        "disclosure_flag": heard_disclosures(detail["session"]),
+        "conversation": conversation(detail["transcript"] or [], records),
         "earlier": [s for s in earlier["sessions"] if s["session_id"] != session_id][:EARLIER_CALLS],
     }
 
 
 def session_changes(backend: BackendAgent, session_id: str, after_seq: int) -> dict[str, Any] | None:
-    """What changed on one call since `after_seq`: its new records, its state and call log."""
+    """What changed on one call since `after_seq`: its new records, its new transcript items (at
+    most LIVE_TURNS; when more wait, `last_seq` is that of the last one sent, so the next update
+    carries on from there), its state, disclosure flag and call log."""
     seq = last_seq(backend)
     session = find_session(backend, session_id)
     if session is None:
@@ -151,12 +184,19 @@ def session_changes(backend: BackendAgent, session_id: str, after_seq: int) -> d
         return out
     page = information_page(backend, InformationParams(session_id=session_id, after_seq=after_seq, limit=LIVE_RECORDS))
     records = page["information"]
-    detail = session_detail(backend, session_id)  # the call's every record (for its totals) and call log
+    detail = session_detail(backend, session_id)  # every record (for the totals), the transcript, the call log
     call = detail["call"]
+    spoken = conversation(detail["transcript"] or [], detail["information"])
+    items, items_more = items_after(spoken, after_seq, LIVE_TURNS)
+    if items_more:
+        out["last_seq"] = min(seq, items[-1]["last_seq"])
     return {
         **out,
         "records": [shown(r) for r in records],
         "records_more": page["next_cursor"] is not None,
+        "transcript": items,
+        "transcript_more": items_more,
+        "disclosure_flag": heard_disclosures(detail["session"]),
         "call": shown(call) if call else None,
         "debt": debt_summary(detail["information"]) if records else None,
         "disclosures": disclosures(detail["information"]) if records else None,
@@ -228,4 +268,6 @@ def shown(entry: dict) -> dict:
         out["outcome_label"] = fmt.FILTERS["outcome_label"](entry["outcome"])
     if "duration_seconds" in entry:
         out["duration_display"] = fmt.duration(entry["duration_seconds"])
+    if "missing_disclosures" in entry or "disclosures" in entry:
+        out["flag_display"] = missing_text(entry)
     return out

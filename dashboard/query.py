@@ -1,7 +1,10 @@
 """The filters of a dashboard view, read from the URL query so that a view can be shared.
 
 Caller number and date range narrow both the information feed and the call log; free text and
-category narrow the feed (records have them, call logs do not); outcome narrows the call log.
+category narrow the feed (records have them, call logs do not); outcome narrows the call log;
+"missing disclosure" narrows both lists of calls (in progress and ended) to the flagged ones,
+whose agent did not give a required disclosure in its first two turns. With it, the call log
+is read as the API's `/api/sessions?missing_disclosure=true` (its cursor is a sessions cursor).
 Dates are whole days in the viewer's time zone (the `tz` cookie set by the page's script, else
 `BUSINESS_TIMEZONE`).
 """
@@ -18,6 +21,7 @@ from backend.api.data import (
     OUTCOMES,
     CallParams,
     InformationParams,
+    SessionParams,
     caller_filter_number,
     decode_cursor,
 )
@@ -34,6 +38,7 @@ class ViewFilters:
     outcome: str = ""
     date_from: str = ""
     date_to: str = ""
+    missing_disclosure: bool = False
     caller_id: str | None = None
     since: float | None = None
     until: float | None = None
@@ -43,7 +48,9 @@ class ViewFilters:
 
     @property
     def active(self) -> bool:
-        return any((self.caller, self.q, self.category, self.outcome, self.date_from, self.date_to))
+        return any(
+            (self.caller, self.q, self.category, self.outcome, self.date_from, self.date_to, self.missing_disclosure)
+        )
 
     def information_params(
         self, limit: int, *, after_seq: int | None = None, before_seq: int | None = None
@@ -69,6 +76,21 @@ class ViewFilters:
         before = decode_cursor("calls", self.calls_cursor)[0] if self.calls_cursor else None
         return CallParams(self.caller_id, self.outcome or None, self.since, self.until, limit, before)
 
+    def flagged_params(self, limit: int) -> SessionParams:
+        """The ended flagged calls as the API's `/api/sessions?missing_disclosure=true` parameters
+        (the dates narrow them by when the call started)."""
+        before = decode_cursor("sessions", self.calls_cursor)[0] if self.calls_cursor else None
+        return SessionParams(
+            status="completed",
+            caller_id=self.caller_id,
+            outcome=self.outcome or None,
+            since=self.since,
+            until=self.until,
+            missing_disclosure=True,
+            limit=limit,
+            before_seq=before,
+        )
+
     def url_args(self, **changes: Any) -> dict[str, Any]:
         """The URL query of this view (filters and cursors), with `changes` applied."""
         args = {
@@ -78,6 +100,7 @@ class ViewFilters:
             "outcome": self.outcome,
             "from": self.date_from,
             "to": self.date_to,
+            "missing_disclosure": "1" if self.missing_disclosure else None,
             "cursor": self.cursor,
             "calls_cursor": self.calls_cursor,
         }
@@ -99,6 +122,10 @@ def parse_filters(args, zone: ZoneInfo) -> ViewFilters:
         outcome = ""
     date_from, since = _day(args, "from", zone, errors, "From")
     date_to, until = _day(args, "to", zone, errors, "To")
+    flagged = _text(args, "missing_disclosure")
+    if flagged not in ("", "1", "true"):
+        errors.append("Unknown missing-disclosure choice; showing every call.")
+        flagged = ""
     if until is not None:
         until += 86400 - 0.001  # through the end of that day
     return ViewFilters(
@@ -108,11 +135,12 @@ def parse_filters(args, zone: ZoneInfo) -> ViewFilters:
         outcome=outcome,
         date_from=date_from,
         date_to=date_to,
+        missing_disclosure=bool(flagged),
         caller_id=caller_filter_number(caller) if caller else None,
         since=since,
         until=until,
         cursor=_cursor(args, "cursor", "information", errors),
-        calls_cursor=_cursor(args, "calls_cursor", "calls", errors),
+        calls_cursor=_cursor(args, "calls_cursor", "sessions" if flagged else "calls", errors),
         errors=tuple(errors),
     )
 

@@ -11,6 +11,7 @@ import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,7 @@ import pytest
 from backend.api_server import create_app
 from backend.calls.numbers import caller_filter_number
 from backend.store import MemoryStore
-from backend.store.records import iso
+from backend.store.records import DISCLOSURES, iso
 from dashboard import formatting, views
 
 TOKEN = "dash-token-123"
@@ -369,6 +370,240 @@ def test_session_page_shows_timeline_debt_disclosures_and_other_calls(signed_in,
     assert "7m 01s" in html and "Qualified" in html and "customer_qualified_transfer" in html
     assert "/sessions/s0" in html  # the caller's other call
     assert "State" in html and "OH" in html  # fields as a table
+
+
+# ---- the transcript ---------------------------------------------------------------------------
+SHARE = {
+    "name": "share_information",
+    "call_id": "c1",
+    "arguments": {"category": "debt_info", "information": "Owes $12,000", "fields": None},
+    "result": "Saved under debt_info.",
+    "is_error": False,
+}
+
+
+def turn(store, speaker, text, start_s, session="s1", **extra):
+    return store.add_turn(session_id=session, speaker=speaker, text=text, start_s=start_s, end_s=start_s + 1, **extra)
+
+
+def seed_conversation(store):
+    """A call as the agent saves it: the record of a share_information call comes just before
+    its tool turn (tests/test_transcript.py)."""
+    store.start_session("s1", CALLER)
+    turn(store, "agent", "Hello, this is Acme Debt Help.", 3.2)
+    turn(store, "caller", "I owe twelve thousand.", 65.9)
+    add(store, "Owes $12,000")
+    turn(store, "tool", "", 66.0, tool=SHARE)
+    turn(store, "agent", "Great, and how", 68.0, interrupted=True)
+    failed = {**SHARE, "name": "end_call", "arguments": {"reason": "oops"}, "result": "Unknown reason"}
+    failed["is_error"] = True
+    turn(store, "tool", "", 80.5, tool=failed)
+
+
+def transcript_items(html: str) -> list[tuple[str, str]]:
+    """(class, text as read) of each item of the Transcript, hidden marks left out."""
+    box = html[html.index('id="transcript"') : html.index("</ol>", html.index('id="transcript"'))]
+    items = []
+    for cls, body in re.findall(r'<li class="([^"]+)" data-seq="\d+">(.*?)</li>', box, re.S):
+        body = re.sub(r"<(\w+)[^>]*\shidden[^>]*>.*?</\1>", "", body, flags=re.S)
+        items.append((cls, " ".join(unescape(re.sub(r"<[^>]+>", " ", body)).split())))
+    return items
+
+
+def test_the_transcript_is_a_conversation_with_times_marks_tools_and_records_in_place(signed_in, store):
+    seed_conversation(store)
+    assert transcript_items(signed_in.get("/sessions/s1").text) == [
+        ("turn turn-agent", "Agent 0:03 Hello, this is Acme Debt Help."),
+        ("turn turn-caller", "Caller 1:05 I owe twelve thousand."),
+        ("saved-row", "Saved: Debt : Owes $12,000"),
+        ("tool-row", "1:06 share_information category: debt_info, information: Owes $12,000 → Saved under debt_info."),
+        ("turn turn-agent", "Agent 1:08 Great, and how (interrupted)"),
+        ("tool-row tool-error", "1:20 end_call reason: oops → Unknown reason (error)"),
+    ]
+
+
+def test_a_turn_kept_in_parts_is_one_bubble(signed_in, store):
+    store.start_session("s1", CALLER)
+    long_turn = " ".join(f"w{i}" for i in range(4000))  # over 10,000 characters: stored in parts
+    assert len(turn(store, "agent", long_turn, 2.0)) > 1
+    turn(store, "caller", "OK", 3725.0)
+    items = transcript_items(signed_in.get("/sessions/s1").text)
+    assert items == [("turn turn-agent", f"Agent 0:02 {long_turn}"), ("turn turn-caller", "Caller 1:02:05 OK")]
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json["transcript"]
+    assert [(i["speaker"], i["text"]) for i in live] == [("agent", long_turn), ("caller", "OK")]
+
+
+def test_turn_text_is_escaped_on_the_page_and_raw_in_the_live_json(signed_in, store):
+    store.start_session("s1", CALLER)
+    turn(store, "caller", XSS, 1.0)
+    hostile = {**SHARE, "arguments": {"information": "<script>alert(3)</script>"}, "result": "<b>done</b>"}
+    turn(store, "tool", "", 2.0, tool=hostile)
+    html = signed_in.get("/sessions/s1").text
+    assert "<img src=x" not in html and "<script>alert" not in html and "<b>done" not in html
+    assert [text for _, text in transcript_items(html)] == [
+        f"Caller 0:01 {XSS}",
+        "0:02 share_information information: <script>alert(3)</script> → <b>done</b>",
+    ]
+    live = signed_in.get("/live?after_seq=0&session_id=s1").json["transcript"]
+    assert live[0]["text"] == XSS  # the page's script sets it with textContent
+
+
+def test_the_script_builds_transcript_rows_with_text_content_only():
+    script = (DASHBOARD / "static" / "dashboard.js").read_text()
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "outerHTML" not in script
+
+
+def test_live_carries_only_the_transcript_items_after_after_seq(signed_in, store):
+    seed_conversation(store)
+    last = store.last_seq()
+    assert signed_in.get(f"/live?after_seq={last}&session_id=s1").json["changed"] is False
+    turn(store, "caller", "Is that all?", 90.0)
+    add(store, "Wants a callback", category="conversation_flow")
+    turn(store, "agent", "Yes.", 92.0)
+    store.start_session("s2", OTHER)
+    turn(store, "caller", "Another call's words", 1.0, session="s2")
+    data = signed_in.get(f"/live?after_seq={last}&session_id=s1").json
+    assert [(i["kind"], i.get("text") or i.get("information")) for i in data["transcript"]] == [
+        ("turn", "Is that all?"),
+        ("saved", "Wants a callback"),
+        ("turn", "Yes."),
+    ]
+    assert all(i["seq"] > last for i in data["transcript"]) and data["transcript_more"] is False
+    assert data["transcript"][0]["time_display"] == "1:30"
+
+
+def test_live_transcript_is_capped_and_catches_up_without_gaps_or_repeats(signed_in, store, monkeypatch):
+    monkeypatch.setattr("dashboard.pages.LIVE_TURNS", 2)
+    store.start_session("s1", CALLER)
+    after = store.last_seq()
+    for i in range(5):
+        turn(store, "caller" if i % 2 else "agent", f"turn {i}", float(i))
+    seen, polls = [], 0
+    while True:
+        data = signed_in.get(f"/live?after_seq={after}&session_id=s1").json
+        polls += 1
+        if not data["changed"]:
+            break
+        assert len(data["transcript"]) <= 2
+        seen += [i["text"] for i in data["transcript"]]
+        after = data["last_seq"]
+    assert seen == [f"turn {i}" for i in range(5)] and polls == 4
+
+
+# ---- the disclosure flag --------------------------------------------------------------------
+FLAGGED = {
+    "required": ["business_name", "ai_assistant", "callback_number"],
+    "heard": {"business_name": 2.4},
+    "missing": ["ai_assistant", "callback_number"],
+    "agent_turns_checked": 2,
+    "flagged": True,
+}
+LIVE = "+15550001111"
+HEARD_ALL = {**FLAGGED, "heard": {"business_name": 2.4, "ai_assistant": 5.0, "callback_number": 61.0}, "missing": []}
+
+
+def checked(store, session_id, evidence):
+    store.append_event(DISCLOSURES, session_id, {**evidence, "flagged": bool(evidence["missing"])})
+
+
+def heard_states(html: str) -> tuple[str, dict[str, str]]:
+    """The session page's disclosure badge, and each required disclosure's heard state."""
+    badge = re.search(r'class="badge flag-([a-z]+)" id="disclosure-badge">([^<]*)<', html)
+    box = html[html.index('id="heard-disclosures"') : html.index("</ul>", html.index('id="heard-disclosures"'))]
+    items = re.findall(r'data-key="([a-z_]+)" class="([a-z-]+)">.*?<span class="state">([^<]*)<', box, re.S)
+    return f"{badge.group(1)}: {badge.group(2)}", {key: f"{cls}: {state}" for key, cls, state in items}
+
+
+def test_session_page_badge_names_the_missing_disclosures_and_when_the_others_were_heard(signed_in, store):
+    store.start_session("s1", CALLER)
+    html = signed_in.get("/sessions/s1").text
+    assert heard_states(html) == ("pending: Disclosures not checked yet", {})
+    assert "Disclosures recorded by the agent" in html and "Disclosures heard in the agent's words" in html
+    last = store.last_seq()
+    checked(store, "s1", FLAGGED)
+    assert heard_states(signed_in.get("/sessions/s1").text) == (
+        "flagged: Missing disclosure: AI assistant, Callback number",
+        {
+            "business_name": "heard: heard at 0:02",
+            "ai_assistant": "not-heard: not heard",
+            "callback_number": "not-heard: not heard",
+        },
+    )
+    flag = signed_in.get(f"/live?after_seq={last}&session_id=s1").json["disclosure_flag"]
+    assert flag["state"] == "flagged" and flag["badge"] == "Missing disclosure: AI assistant, Callback number"
+    first = flag["items"][0]
+    assert (first["key"], first["heard"], first["at_display"]) == ("business_name", True, "0:02")
+    store.start_session("s2", OTHER)
+    checked(store, "s2", HEARD_ALL)
+    badge, heard = heard_states(signed_in.get("/sessions/s2").text)
+    assert badge == "ok: All required disclosures heard" and heard["callback_number"] == "heard: heard at 1:01"
+    store.start_session("s3", OTHER)
+    store.end_session(reason="caller_hung_up", caller_id=OTHER, session_id="s3")  # ended, never checked
+    assert heard_states(signed_in.get("/sessions/s3").text) == ("pending: Disclosures not checked on this call", {})
+
+
+def seed_flagged_calls(store):
+    """s1 ended flagged, s2 ended with every disclosure heard, live1 in progress flagged, live2
+    in progress not checked yet."""
+    for sid, caller, evidence in (("s1", CALLER, FLAGGED), ("s2", OTHER, HEARD_ALL), ("live1", LIVE, FLAGGED)):
+        store.start_session(sid, caller)
+        checked(store, sid, evidence)
+    store.end_session(reason="customer_not_qualified", caller_id=CALLER, session_id="s1")
+    store.end_session(reason="customer_qualified_transfer", caller_id=OTHER, session_id="s2")
+    store.start_session("live2", "+15550002222")
+
+
+def section(html: str, start: str, end: str) -> str:
+    return html[html.index(start) : html.index(end, html.index(start))]
+
+
+def test_flagged_calls_have_a_badge_in_the_overviews_lists(signed_in, store):
+    seed_flagged_calls(store)
+    html = signed_in.get("/").text
+    calls = section(html, 'id="calls-body"', "</tbody>")
+    active = section(html, 'id="active-body"', "</tbody>")
+    badge = "Missing disclosure: AI assistant, Callback number"
+    assert calls.count(badge) == 1
+    assert re.search(r'data-sid="s1">(?:(?!</tr>).)*' + badge, calls, re.S)
+    assert not re.search(r'data-sid="s2">(?:(?!</tr>).)*Missing disclosure', calls, re.S)
+    assert re.search(r'data-sid="live1">(?:(?!</tr>).)*' + badge, active, re.S)
+    assert not re.search(r'data-sid="live2">(?:(?!</tr>).)*Missing disclosure', active, re.S)
+    assert "Missing disclosure" in signed_in.get("/sessions/s1").text
+
+
+def test_the_missing_disclosure_filter_lists_only_flagged_calls(signed_in, store):
+    seed_flagged_calls(store)
+    html = signed_in.get("/?missing_disclosure=1").text
+    calls = section(html, 'id="calls-body"', "</tbody>")
+    assert re.findall(r'<tr (?:data-seq="\d+" )?data-sid="([^"]+)"', calls) == ["s1"]
+    assert re.findall(r'data-sid="([^"]+)"', section(html, 'id="active-body"', "</tbody>")) == ["live1"]
+    assert 'name="missing_disclosure" value="1" type="checkbox"\n        checked' in html
+    assert "missing_disclosure=1" in re.search(r'data-query="([^"]+)"', html).group(1)
+    unfiltered = signed_in.get("/").text
+    assert len(re.findall(r"<tr [^>]*data-sid=", section(unfiltered, 'id="calls-body"', "</tbody>"))) == 2
+    assert "Unknown missing-disclosure choice" in signed_in.get("/?missing_disclosure=maybe").text
+
+
+def test_the_missing_disclosure_filter_pages_and_follows_live(signed_in, store, monkeypatch):
+    monkeypatch.setattr("dashboard.pages.CALLS_PAGE", 1)
+    seed_flagged_calls(store)
+    store.start_session("s3", CALLER)
+    checked(store, "s3", FLAGGED)
+    store.end_session(reason="caller_hung_up", caller_id=CALLER, session_id="s3")
+    html = signed_in.get("/?missing_disclosure=1").text
+    assert re.findall(r'data-sid="(s\d)"', section(html, 'id="calls-body"', "</tbody>")) == ["s3"]
+    older = re.search(r'href="(/\?[^"]*calls_cursor=[^"]+)" rel="next"', html).group(1).replace("&amp;", "&")
+    assert "missing_disclosure=1" in older
+    html = signed_in.get(older).text
+    assert re.findall(r'data-sid="(s\d)"', section(html, 'id="calls-body"', "</tbody>")) == ["s1"]
+    last = store.last_seq()
+    store.end_session(reason="caller_hung_up", caller_id="+15550002222", session_id="live2")  # not flagged
+    store.end_session(reason="caller_hung_up", caller_id=LIVE, session_id="live1")  # flagged
+    data = signed_in.get(f"/live?after_seq={last}&missing_disclosure=1").json
+    assert [(c["session_id"], c["flag_display"]) for c in data["calls"]] == [
+        ("live1", "Missing disclosure: AI assistant, Callback number")
+    ]
+    assert data["active"]["sessions"] == []
 
 
 # ---- debt types and disclosures -----------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -46,6 +47,12 @@ agent = BackendAgent(sys.argv[1])
 for item in json.loads(sys.argv[2]):
     if item.get("end"):
         result = agent.end_call(item["end"], item["caller_id"], session_id=item["session_id"])
+    elif item.get("start"):
+        result = agent.start_session(**item["start"])
+    elif item.get("turn"):
+        result = agent.save_turn(**item["turn"])
+    elif item.get("disclosures"):
+        result = agent.record_disclosures(item["session_id"], item["disclosures"])
     else:
         result = agent.share_information(**item)
     assert result["success"], result
@@ -74,6 +81,12 @@ def fact(text: str, category: str = "debt_info", caller: str = CALLER, session: 
         "session_id": session,
         "fields": fields or None,
     }
+
+
+def said(speaker: str, text: str, start_s: float, end_s: float, session: str = "call-t", **extra) -> dict:
+    """A transcript turn, saved as the agent saves it (BackendAgent.save_turn)."""
+    turn = {"session_id": session, "speaker": speaker, "text": text, "start_s": start_s, "end_s": end_s}
+    return {"turn": {**turn, **extra}}
 
 
 def free_port() -> int:
@@ -329,3 +342,102 @@ def test_polls_slow_down_while_the_tab_is_hidden(page):
     page.wait_for_timeout(4000)
     assert visible >= 2
     assert len(polls) <= 1
+
+
+TRANSCRIBED = "+15551230004"
+SHARE = {
+    "name": "share_information",
+    "call_id": "c1",
+    "arguments": {"category": "debt_info", "information": "Owes $12,000 on a Chase card"},
+    "result": "Saved under debt_info.",
+    "is_error": False,
+}
+NO_CALLBACK_NUMBER = {
+    "required": ["business_name", "ai_assistant", "call_recorded", "callback_number"],
+    "heard": {"business_name": 0.8, "ai_assistant": 0.8, "call_recorded": 0.8},
+    "missing": ["callback_number"],
+    "agent_turns_checked": 2,
+    "flagged": True,
+}
+
+
+def bubbles(page) -> list[str]:
+    items = page.locator("#transcript > li")
+    return [" ".join(items.nth(i).inner_text().split()) for i in range(items.count())]
+
+
+def test_session_page_shows_the_transcript_as_a_conversation_that_grows_live(page, server):
+    data_dir = server["data_dir"]
+    write(
+        data_dir,
+        {"start": {"session_id": "call-t", "caller_id": TRANSCRIBED}},
+        said("agent", "Hi, this is Acme Debt Help. I'm an AI assistant, and this call is recorded.", 0.8, 6.1),
+        said("caller", "Hi. I've got about twelve thousand on a Chase card.", 7.4, 10.2),
+        fact("Owes $12,000 on a Chase card", caller=TRANSCRIBED, session="call-t", debt_type="credit_card"),
+        said("tool", "", 10.5, 10.6, tool=SHARE),
+        said("agent", "Thanks, I've noted the Chase card. Is that the only", 11.0, 13.2, interrupted=True),
+        {"disclosures": NO_CALLBACK_NUMBER, "session_id": "call-t"},
+    )
+    page.goto(server["base"] + "/sessions/call-t")
+    assert bubbles(page) == [
+        "Agent 0:00 Hi, this is Acme Debt Help. I'm an AI assistant, and this call is recorded.",
+        "Caller 0:07 Hi. I've got about twelve thousand on a Chase card.",
+        "Saved: Debt: Owes $12,000 on a Chase card",
+        "0:10 share_information category: debt_info, information: Owes $12,000 on a Chase card"
+        " \N{RIGHTWARDS ARROW} Saved under debt_info.",
+        "Agent 0:11 Thanks, I've noted the Chase card. Is that the only (interrupted)",
+    ]
+    box = page.locator("#transcript").bounding_box()
+    caller = page.locator("#transcript .turn-caller").first.bounding_box()
+    agent = page.locator("#transcript .turn-agent").first.bounding_box()
+    assert caller["x"] - box["x"] < 20 and box["x"] + box["width"] - (agent["x"] + agent["width"]) < 20  # two sides
+    assert page.text_content("#disclosure-badge") == "Missing disclosure: Callback number"
+    assert "Callback number: not heard" in page.inner_text("#heard-disclosures")
+    assert "Business name: heard at 0:00" in page.inner_text("#heard-disclosures")
+
+    written = write(data_dir, said("caller", "Yes, that's all of it. " + XSS, 14.0, 16.5))
+    arrives_within(page, "#transcript .turn-caller .turn-text:has-text('onerror=alert(1)')", written, seconds=3)
+    shown = bubbles(page)
+    replays: list[str] = []
+
+    def from_the_start(route):  # every poll now answers the whole call again: nothing may repeat
+        replays.append(route.request.url)
+        route.continue_(url=re.sub(r"after_seq=\d+", "after_seq=0", route.request.url))
+
+    page.route("**/live?*", from_the_start)
+    page.wait_for_timeout(2500)
+    page.unroute("**/live?*")
+    assert len(replays) >= 2 and bubbles(page) == shown
+    new = page.locator("#transcript .turn-caller").last
+    assert new.locator(".turn-text").text_content() == "Yes, that's all of it. " + XSS  # textContent, not HTML
+    assert page.locator("#transcript .turn-text:has-text('all of it')").count() == 1
+    assert bubbles(page)[-1].startswith("Caller 0:14 Yes, that's all of it.")
+    assert page.locator("#transcript img, #transcript script").count() == 0
+    page.screenshot(path="/tmp/transcript.png", full_page=True)
+    shoot(page, "transcript.png")
+
+
+def test_the_missing_disclosure_filter_shows_only_flagged_calls_with_their_badge(page, server):
+    page.wait_for_selector("#live-status.ok")
+    written = write(
+        server["data_dir"],
+        {"start": {"session_id": "call-f", "caller_id": "+15551230005"}},
+        {"disclosures": NO_CALLBACK_NUMBER, "session_id": "call-f"},
+    )
+    arrives_within(page, "#active-body tr[data-sid=call-f] .flag:not([hidden])", written)  # live, no reload
+    flagged_row = page.locator("#active-body tr[data-sid=call-f]")
+    assert flagged_row.locator(".flag").text_content() == "Missing disclosure: Callback number"
+    unflagged = page.locator("#active-body tr:has(.flag[hidden])").evaluate_all("rows => rows.map(r => r.dataset.sid)")
+    assert unflagged  # calls in progress whose disclosures were not checked (or all heard)
+    page.check("#f-missing-disclosure")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url("**missing_disclosure=1**")
+    sids = page.locator("#active-body tr").evaluate_all("rows => rows.map(r => r.dataset.sid)")
+    assert "call-f" in sids and not set(unflagged) & set(sids)
+    assert all(text.startswith("Missing disclosure") for text in page.locator("#active-body .flag").all_text_contents())
+    assert page.is_checked("#f-missing-disclosure")
+    written = write(server["data_dir"], {"end": "caller_hung_up", "caller_id": "+15551230005", "session_id": "call-f"})
+    arrives_within(page, "#calls-body tr[data-sid=call-f] .flag:not([hidden])", written)  # the ended call, live
+    assert page.text_content("#calls-body tr[data-sid=call-f] .flag") == "Missing disclosure: Callback number"
+    assert page.locator("#active-body tr[data-sid=call-f]").count() == 0
+    shoot(page, "overview-missing-disclosure.png")

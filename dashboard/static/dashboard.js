@@ -174,9 +174,15 @@
     return node;
   }
 
+  function setFlag(badge, text) {
+    badge.textContent = text || "";
+    badge.hidden = !text;
+  }
+
   function callNode(c) {
     var node = fromTemplate("tpl-call");
     node.dataset.seq = c.seq;
+    node.dataset.sid = c.session_id;
     setTime(node.querySelector("time"), c.ended_at);
     var caller = node.querySelector(".caller");
     caller.textContent = c.caller_display;
@@ -185,6 +191,7 @@
     badge.textContent = c.outcome_label;
     badge.classList.add("out-" + c.outcome);
     node.querySelector(".reason").textContent = c.reason;
+    setFlag(node.querySelector(".flag"), c.flag_display);
     node.querySelector(".duration").textContent = c.duration_display;
     node.querySelector(".count").textContent = c.information_count;
     node.querySelector(".open").href = sessionUrl(c.session_id);
@@ -195,6 +202,7 @@
     var caller = row.querySelector(".caller");
     caller.textContent = s.caller_display;
     caller.href = sessionUrl(s.session_id);
+    setFlag(row.querySelector(".flag"), s.flag_display);
     var elapsed = row.querySelector(".elapsed");
     elapsed.dataset.since = s.started_at;
     var badge = row.querySelector(".newest .badge");
@@ -299,6 +307,7 @@
       previous = row;
     });
     document.getElementById("active-empty").hidden = active.sessions.length > 0;
+    document.getElementById("active-count").textContent = active.count;
     document.getElementById("active-more").hidden = active.count <= active.sessions.length;
     tickElapsed();
   }
@@ -318,16 +327,91 @@
       if (addRecords(feed, data.records, true, true)) document.getElementById("feed-empty").hidden = true;
       var calls = document.getElementById("calls-body");
       data.calls.slice().reverse().forEach(function (c) {
-        if (calls.querySelector('[data-seq="' + c.seq + '"]')) return;
+        var sid = CSS.escape(c.session_id);  // a flagged view's rows are sessions: known by id
+        if (calls.querySelector('[data-seq="' + c.seq + '"], [data-sid="' + sid + '"]')) return;
         calls.insertBefore(callNode(c), calls.firstChild);
         document.getElementById("calls-empty").hidden = true;
       });
     });
   }
 
+  // ---- the transcript and the disclosure flag of a call's page -------------------------------
+  function transcriptNode(item) {
+    var node;
+    if (item.kind === "turn") {
+      node = fromTemplate("tpl-turn");
+      node.classList.add(item.speaker === "caller" ? "turn-caller" : "turn-agent");
+      node.querySelector(".who").textContent = item.speaker_label;
+      node.querySelector(".at").textContent = item.time_display;
+      node.querySelector(".turn-text").textContent = item.text;
+      node.querySelector(".cut").hidden = !item.interrupted;
+      node.querySelector(".late").hidden = !item.after_call_log;
+    } else if (item.kind === "tool") {
+      node = fromTemplate("tpl-tool");
+      if (item.is_error) node.classList.add("tool-error");
+      node.querySelector(".at").textContent = item.time_display;
+      node.querySelector(".tool-name").textContent = item.name;
+      node.querySelector(".tool-args").textContent = item.arguments_display;
+      node.querySelector(".tool-result").textContent = item.result_display;
+      node.querySelector(".tool-failed").hidden = !item.is_error;
+    } else {
+      node = fromTemplate("tpl-saved");
+      node.querySelector(".saved-category").textContent = item.category_label;
+      node.querySelector(".saved-text").textContent = item.information;
+    }
+    node.dataset.seq = item.seq;
+    return node;
+  }
+
+  /* Put `node` at its place by seq (nearly always the end). */
+  function insertBySeq(list, node) {
+    var seq = Number(node.dataset.seq);
+    var before = list.lastElementChild;
+    while (before && Number(before.dataset.seq) > seq) before = before.previousElementSibling;
+    list.insertBefore(node, before ? before.nextSibling : list.firstChild);
+  }
+
+  /* Add the items not shown yet; true when the list was scrolled to its end (to follow it). */
+  function addTranscript(list, items) {
+    var atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    var spoken = 0;
+    items.forEach(function (item) {
+      if (list.querySelector('[data-seq="' + item.seq + '"]')) return;
+      insertBySeq(list, transcriptNode(item));
+      if (item.kind !== "saved") spoken++;
+    });
+    if (spoken) document.getElementById("transcript-empty").hidden = true;
+    return atEnd;
+  }
+
+  function applyFlag(flag) {
+    var badge = document.getElementById("disclosure-badge");
+    var list = document.getElementById("heard-disclosures");
+    var shown = JSON.stringify(flag);
+    if (!badge || !list || list.dataset.shown === shown) return;
+    list.dataset.shown = shown;
+    badge.textContent = flag.badge;
+    badge.className = "badge flag-" + flag.state;
+    while (list.firstChild) list.removeChild(list.firstChild);
+    flag.items.forEach(function (d) {
+      var li = fromTemplate("tpl-heard");
+      li.dataset.key = d.key;
+      li.className = d.heard ? "heard" : "not-heard";
+      li.querySelector(".mark").textContent = d.heard ? "\u2713" : "\u2717";
+      li.querySelector(".label").textContent = d.label;
+      li.querySelector(".state").textContent = d.heard ? "heard at " + d.at_display : "not heard";
+      list.appendChild(li);
+    });
+    document.getElementById("heard-pending").hidden = flag.state !== "pending";
+  }
+
   function applySession(data) {
     if (!data.changed) return;
+    var transcript = document.getElementById("transcript");
+    var follow = false;
     keepingScroll(function () {
+      if (transcript && data.transcript) follow = addTranscript(transcript, data.transcript);
+      if (data.disclosure_flag) applyFlag(data.disclosure_flag);
       var timeline = document.getElementById("timeline");
       if (addRecords(timeline, data.records, false, false)) document.getElementById("timeline-empty").hidden = true;
       data.records.forEach(function (r) {
@@ -345,6 +429,7 @@
       if (data.recording) applyRecording(data.recording);
       if (data.records_more) showBehind("Many updates arrived while this page was not looking.");
     });
+    if (follow) transcript.scrollTop = transcript.scrollHeight;  // after: the page's own scroll is kept
   }
 
   function applyCall(c) {
