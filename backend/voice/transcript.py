@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from livekit.agents import AgentSession, ConversationItemAddedEvent, FunctionToolsExecutedEvent, llm
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 SPEAKER = {"user": "caller", "assistant": "agent"}
 
 
-def record_transcript(session: AgentSession, ud: Userdata) -> None:
-    """Save the call's turns and tool calls as they happen (see the module doc)."""
+def record_transcript(session: AgentSession, ud: Userdata) -> dict[str, Callable[..., None]]:
+    """Save the call's turns and tool calls as they happen (see the module doc). Returns the
+    listeners it registered, by event name, so a caller can detach them with `session.off`
+    (`bench/transcript_bench.py` does, for its baseline without transcripts)."""
 
     def on_item(ev: ConversationItemAddedEvent) -> None:
         item = ev.item
@@ -62,8 +65,10 @@ def record_transcript(session: AgentSession, ud: Userdata) -> None:
             }
             ud.submit(ud.backend.save_turn, ud.session_id, "tool", "", at, at, tool=tool)
 
-    session.on("conversation_item_added", on_item)
-    session.on("function_tools_executed", on_tools)
+    handlers: dict[str, Callable[..., None]] = {"conversation_item_added": on_item, "function_tools_executed": on_tools}
+    for event, handler in handlers.items():
+        session.on(event, handler)
+    return handlers
 
 
 def _arguments(raw: str) -> Any:
