@@ -33,6 +33,7 @@ from backend.api.data import (
 )
 from backend.api.errors import ApiError
 from dashboard import formatting as fmt
+from dashboard.after_call import after_call
 from dashboard.conversation import conversation, items_after
 from dashboard.disclosure_flag import heard_disclosures, missing_of, missing_text
 from dashboard.query import ViewFilters, start_of_today
@@ -167,6 +168,7 @@ def session_page(backend: BackendAgent, session_id: str) -> dict[str, Any] | Non
         "recording": recording_box(backend, session_id, detail["recording"]),
         "disclosure_flag": heard_disclosures(detail["session"]),
         "conversation": conversation(detail["transcript"] or [], records),
+        "after_call": after_call(detail["summary"], detail["call"]),
         "earlier": [s for s in earlier["sessions"] if s["session_id"] != session_id][:EARLIER_CALLS],
     }
 
@@ -201,6 +203,7 @@ def session_changes(backend: BackendAgent, session_id: str, after_seq: int) -> d
         "debt": debt_summary(detail["information"]) if records else None,
         "disclosures": disclosures(detail["information"]) if records else None,
         "recording": recording_box(backend, session_id, session_recording(backend, session_id)),
+        "after_call": after_call(detail["summary"], call),
     }
 
 

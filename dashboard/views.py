@@ -114,6 +114,9 @@ def live():
         data = pages.session_changes(get_backend(), session_id, int(after))
         if data is None:
             return envelope(404, "session_not_found", "There is no such call.")
+        if "after_call" in data:  # the box as the page renders it (Jinja escapes every value)
+            box = data.pop("after_call")
+            data["after_call"] = {"key": box["key"], "html": render_template("dashboard/after_call.html", a=box)}
     else:
         data = pages.overview_changes(get_backend(), view_filters(), viewer_zone(), int(after))
     return jsonify(data)

@@ -427,6 +427,7 @@
       if (data.debt) applyDebt(data.debt);
       if (data.call) applyCall(data.call);
       if (data.recording) applyRecording(data.recording);
+      if (data.after_call) applyAfterCall(data.after_call);
       if (data.records_more) showBehind("Many updates arrived while this page was not looking.");
     });
     if (follow) transcript.scrollTop = transcript.scrollHeight;  // after: the page's own scroll is kept
@@ -453,6 +454,15 @@
 
   /* The recording box: status, location, times, the problem if any, and the player once the
    * file can be played (its address is the page's own, never taken from the data). */
+  // The after-the-call box comes rendered by the server's template (every value escaped there);
+  // it is parsed as an inert document and swapped in only when something in it changed.
+  function applyAfterCall(box) {
+    var current = document.getElementById("after-call");
+    if (!current || current.getAttribute("data-key") === box.key) return;
+    var parsed = new DOMParser().parseFromString(box.html, "text/html").getElementById("after-call");
+    if (parsed) current.replaceWith(document.importNode(parsed, true));
+  }
+
   function applyRecording(r) {
     var box = document.getElementById("recording-box");
     if (!box) return;
