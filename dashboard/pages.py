@@ -21,6 +21,7 @@ from backend.api.data import (
     active_sessions,
     calls_ended_since,
     calls_page,
+    cost_and_qualification,
     epoch,
     find_session,
     information_page,
@@ -34,6 +35,7 @@ from backend.api.data import (
 from backend.api.errors import ApiError
 from dashboard import formatting as fmt
 from dashboard.after_call import after_call
+from dashboard.after_call import usd as after_call_usd
 from dashboard.conversation import conversation, items_after
 from dashboard.disclosure_flag import heard_disclosures, missing_of, missing_text
 from dashboard.query import ViewFilters, start_of_today
@@ -51,7 +53,12 @@ def summary_counts(backend: BackendAgent, zone: ZoneInfo) -> dict[str, Any]:
     """The overview's cards and category chart."""
     summary = summary_page(backend, recent=0)
     today = calls_ended_since(backend, start_of_today(zone))
+    money = cost_and_qualification(backend)
+    rate = money["qualification_rate"]
     return {
+        "qualification_rate": fmt.NONE if rate is None else f"{rate:.0%}",
+        "cost_total": after_call_usd(money["cost_total_usd"]),
+        "cost_per_qualified": after_call_usd(money["cost_per_qualified_usd"]),
         "calls_today": today["calls"],
         "qualified_today": today["qualified"],
         "active_sessions": summary["active_sessions"],

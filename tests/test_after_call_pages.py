@@ -87,3 +87,16 @@ def test_the_calls_cost_and_a_missing_price_are_shown(backend, data_dir):
     html = page(client, "c1")
     assert 'id="cost-total">$0.0400' in html  # two minutes at $0.02; the model has no price
     assert "no price for model gemini-live-x in MODEL_PRICES" in html
+
+
+def test_the_overview_shows_cost_and_qualification_rate(backend, data_dir):
+    client = signed_in(create_app({"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
+    for sid, reason in (("o1", "customer_qualified_transfer"), ("o2", "customer_not_qualified")):
+        backend.start_session(sid, "+12025550143")
+        backend.end_call(reason, "+12025550143", duration_seconds=180, session_id=sid, usage=[])
+    html = client.get("/").get_data(as_text=True)
+    assert 'data-count="qualification_rate">50%' in html
+    assert 'data-count="cost_total">$0.1200' in html  # two 3-minute calls at $0.02 a minute
+    assert 'data-count="cost_per_qualified">$0.1200' in html
+    live = client.get("/live?after_seq=0").get_json()["summary"]
+    assert (live["qualification_rate"], live["cost_total"]) == ("50%", "$0.1200")

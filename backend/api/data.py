@@ -36,6 +36,7 @@ __all__ = [  # the pages, what only the dashboard shows, and what is passed on f
     "calls_ended_since",
     "calls_page",
     "check_token",
+    "cost_and_qualification",
     "csv_response",
     "decode_cursor",
     "epoch",
@@ -184,6 +185,21 @@ def summary_page(backend: BackendAgent, recent: int = 10) -> dict[str, Any]:
 def last_seq(backend: BackendAgent) -> int:
     """The newest seq written; follow the store from there with `after_seq`."""
     return backend.last_seq()
+
+
+def cost_and_qualification(backend: BackendAgent) -> dict[str, Any]:
+    """Every call so far, from the index alone: the share qualified, what they cost in all, per
+    call with a cost, and per qualified lead (None where there is nothing to divide by)."""
+    figures = backend.call_figures()
+    calls, qualified = len(figures.outcome), figures.outcome.count("qualified")
+    costs = [c for c in figures.cost if c >= 0]
+    total = round(sum(costs), 6)
+    return {
+        "qualification_rate": qualified / calls if calls else None,
+        "cost_total_usd": total,
+        "cost_per_call_usd": total / len(costs) if costs else None,
+        "cost_per_qualified_usd": total / qualified if qualified and costs else None,
+    }
 
 
 def calls_ended_since(backend: BackendAgent, since: float) -> dict[str, int]:
