@@ -441,3 +441,34 @@ def test_the_missing_disclosure_filter_shows_only_flagged_calls_with_their_badge
     assert page.text_content("#calls-body tr[data-sid=call-f] .flag") == "Missing disclosure: Callback number"
     assert page.locator("#active-body tr[data-sid=call-f]").count() == 0
     shoot(page, "overview-missing-disclosure.png")
+
+
+def test_the_calls_summary_and_lead_arrive_on_its_page_live(page, server, monkeypatch):
+    """The post-call summary is written by a worker after the call ends; a qualifier who has the
+    call's page open sees it arrive, with the lead and both qualifications, without a reload."""
+    from backend.backend_agent import BackendAgent
+    from backend.settings import Settings
+    from tests.fakes.gemini_rest import FakeGeminiRest
+    from tests.test_summary import REPLY, ended_call
+
+    rest = FakeGeminiRest()
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", rest.base_url)
+    env = {"DATA_DIR": str(server["data_dir"]), "GOOGLE_API_KEY": "k", "STORE_FSYNC": "0"}
+    worker = BackendAgent(settings=Settings.from_env(env, dotenv=False))
+    try:
+        worker.run_jobs()  # the module's earlier calls' summaries first: this test scripts only its own
+        ended_call(worker, session_id="call-summary", debt=4000)
+        page.goto(server["base"] + "/sessions/call-summary")
+        assert "Waiting for the summary" in page.inner_text("#after-call")
+        rest.say({**REPLY, "summary": f"Pat owes $4,000. {XSS}"})
+        worker.run_jobs()
+        written = time.time()
+        arrives_within(page, "#summary-text", written, seconds=4.0)
+        box = page.inner_text("#after-call")
+        assert XSS in box  # as text: the page's dialog and error checks would catch it running
+        assert "Not qualified" in box and "Qualified" in box and "disagree" in box
+        assert "Transfer to a specialist" in box  # the lead's next step
+        shoot(page, "after-call.png")
+    finally:
+        worker.close()
+        rest.close()
