@@ -48,6 +48,9 @@ SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
     ("MAX_CONCURRENT_OUTBOUND", "5", "Outbound calls allowed at once."),
     ("TRUST_PROXY", "0", "Trust one reverse proxy's X-Forwarded-* headers (1) or not (0)."),
     ("LOG_LEVEL", "INFO", "Logging level."),
+    ("WEBHOOK_URL", None, "Where each ended call and summary is POSTed as a signed event (http:// or https://)."),
+    ("WEBHOOK_SECRET", None, "Standard Webhooks signing secret (whsec_ + base64); never logged."),
+    ("WEBHOOK_TIMEOUT_SECONDS", "10", "How long one webhook delivery attempt may take."),
 )
 
 
@@ -90,6 +93,9 @@ class Settings:
     max_concurrent_outbound: int
     trust_proxy: bool
     log_level: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
@@ -134,6 +140,9 @@ class Settings:
             max_concurrent_outbound=int(raw["MAX_CONCURRENT_OUTBOUND"]),
             trust_proxy=_truthy(raw["TRUST_PROXY"]),
             log_level=raw["LOG_LEVEL"].upper(),
+            webhook_url=(raw["WEBHOOK_URL"] or "").strip() or None,
+            webhook_secret=(raw["WEBHOOK_SECRET"] or "").strip() or None,
+            webhook_timeout_seconds=float(raw["WEBHOOK_TIMEOUT_SECONDS"]),
         )
 
 
