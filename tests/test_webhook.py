@@ -1,0 +1,440 @@
+"""The end-of-call webhook against real HTTP receivers on 127.0.0.1 (http.server in a thread)
+that check every request with standardwebhooks' own `Webhook(secret).verify(body, headers)`:
+delivered and verified; a receiver that fails the first attempts, one that is slow, one that
+never answers, one that is down for a while, one that drops the connection or redirects; the
+24 h deadline (the job queue's clock faked at its boundary); a restart between queueing and
+delivery, and a worker that dies mid-attempt; the same `webhook-id` at every attempt; the secret
+never in a log line or an error. Policies are shortened (no delay between attempts): no test
+sleeps for a backoff."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+
+from backend import backend_agent
+from backend.backend_agent import BackendAgent
+from backend.postcall import jobs, webhook
+from backend.settings import Settings
+from backend.store import JournalStore
+
+CALLER = "+15551234567"
+FAST = dataclasses.replace(webhook.POLICY, first_delay=0.0, max_delay=0.0)  # the real deadline, no waits
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1. `script` says how each request is answered, in turn
+    (then 200): a status, `"hang"` (never answers while the test runs), `("slow", seconds)`
+    (then 200), `"drop"` (closes the connection without answering). Every request is kept with
+    its headers, body and what `Webhook(secret).verify` said."""
+
+    def __init__(self, secret: str, port: int = 0, script: list[Any] | None = None) -> None:
+        self.secret = secret
+        self.script = list(script or [])
+        self.requests: list[dict[str, Any]] = []
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/hooks/calls?token=not-in-logs"
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def verified(self) -> list[Any]:
+        return [r["verified"] for r in self.requests]
+
+    def _handler(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}  # HTTP names are case-blind
+                try:
+                    verified: Any = Webhook(receiver.secret).verify(body, headers)
+                except Exception as exc:
+                    verified = f"refused: {exc}"
+                with receiver.lock:
+                    receiver.requests.append({"headers": headers, "body": body, "verified": verified})
+                    how = receiver.script.pop(0) if receiver.script else 200
+                if how == "hang":
+                    receiver.release.wait(30)
+                    return
+                if how == "drop":
+                    self.close_connection = True
+                    return
+                if isinstance(how, tuple):
+                    time.sleep(how[1])
+                    how = 200
+                self.send_response(how)
+                if 300 <= how < 400:
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def secret() -> str:
+    return new_secret()
+
+
+@pytest.fixture
+def receiver(secret):
+    r = Receiver(secret)
+    yield r
+    r.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fast_policy(monkeypatch):
+    monkeypatch.setitem(backend_agent.JOB_HANDLERS, webhook.KIND, (webhook.deliver, FAST))
+
+
+def webhook_settings(data_dir, url: str | None, secret: str | None, timeout: str = "2") -> Settings:
+    env = dict(os.environ, DATA_DIR=str(data_dir), WEBHOOK_TIMEOUT_SECONDS=timeout)
+    env.update({"WEBHOOK_URL": url or "", "WEBHOOK_SECRET": secret or ""})
+    return Settings.from_env(env, dotenv=False)
+
+
+def end_a_call(backend: BackendAgent, session_id: str = "s1") -> dict:
+    backend.start_session(session_id, CALLER, called_number="+15557654321")
+    backend.share_information("Owes $12,000 on two cards", "debt_info", CALLER, session_id=session_id)
+    result = backend.end_call("customer_qualified_transfer", CALLER, duration_seconds=61.5, session_id=session_id)
+    assert result["success"]
+    return result["call"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def wh(store, data_dir, receiver, secret):
+    """A backend over `store` that sends webhooks to `receiver`."""
+    return BackendAgent(store=store, settings=webhook_settings(data_dir, receiver.url, secret))
+
+
+JOB = "webhook:call.ended:s1"
+
+
+# ---- events, ids and settings (no server) -------------------------------------------------------
+def test_event_shapes_and_stable_ids():
+    call = {"id": "c1", "session_id": "s1", "caller_id": CALLER, "ended_at": "2026-11-22T15:04:05.123Z"}
+    event = webhook.event_for_call(call, {"session_id": "s1", "status": "completed"})
+    assert event == {
+        "id": "evt_call_s1",
+        "type": "call.ended",
+        "timestamp": "2026-11-22T15:04:05.123Z",
+        "data": {"session_id": "s1", "call": call, "session": {"session_id": "s1", "status": "completed"}},
+    }
+    summary = webhook.event_for_summary("s1", {"summary": "Qualified; two cards."})
+    assert (summary["id"], summary["type"], summary["data"]) == (
+        "evt_summary_s1",
+        "call.summary",
+        {"session_id": "s1", "summary": {"summary": "Qualified; two cards."}},
+    )
+    assert webhook.job_id("call.ended", "s1") == JOB
+    odd = "room/ü <1>\n" + "x" * 100  # not a header value, and too long for a store key
+    assert webhook.event_id("call.ended", odd) == webhook.event_id("call.ended", odd)
+    assert webhook.event_id("call.ended", odd).isascii() and len(webhook.job_id("call.summary", odd)) <= 128
+
+
+def test_the_policy_retries_with_backoff_for_24_hours():
+    policy = webhook.POLICY
+    assert (policy.deadline_seconds, policy.max_delay) == (24 * 3600, 3600)
+    assert 1 <= policy.first_delay <= 10
+    # the deadline ends the retries, not the attempts: even the shortest delays outlast 24 h first
+    delays = (min(policy.max_delay, policy.first_delay * 2 ** (n - 1)) for n in range(1, policy.max_attempts))
+    shortest = sum(d * 0.8 for d in delays)
+    assert shortest > policy.deadline_seconds
+    assert webhook.MAX_TIMEOUT_SECONDS < jobs.CLAIM_SECONDS
+
+
+def test_settings_problems_say_what_is_wrong_without_the_secret(data_dir):
+    secret = new_secret()
+    assert webhook.problems(webhook_settings(data_dir, None, None)) == []
+    assert webhook.problems(webhook_settings(data_dir, "https://example.com/h", secret)) == []
+    assert not webhook.enabled(webhook_settings(data_dir, "https://example.com/h", None))
+    bad = webhook_settings(data_dir, "ftp://example.com/h", "whsec_not base64!", timeout="500")
+    found = " ".join(webhook.problems(bad))
+    assert "WEBHOOK_URL must be an http:// or https:// URL" in found
+    assert "WEBHOOK_SECRET is not a Standard Webhooks secret" in found
+    assert "WEBHOOK_TIMEOUT_SECONDS must be more than 0 and at most 60; 60 is used" in found
+    assert "not base64" not in found
+    assert Settings.from_env({}, dotenv=False).webhook_timeout_seconds == 10.0
+
+
+def test_no_event_is_queued_without_both_settings(store, data_dir, secret):
+    for url, key in (("http://127.0.0.1:9/", None), (None, secret), (None, None)):
+        backend = BackendAgent(store=store, settings=webhook_settings(data_dir, url, key))
+        end_a_call(backend, f"s-{url is None}-{key is None}")
+        assert backend.webhook_deliveries() == []
+        assert not backend.enqueue_webhook(webhook.event_for_summary("s1", {}))
+
+
+# ---- delivery against real receivers --------------------------------------------------------------
+@pytest.mark.slow
+def test_an_ended_call_is_delivered_signed_and_verified(wh, receiver):
+    call = end_a_call(wh)
+    assert wh.job(JOB)["state"] == "queued"
+    assert wh.run_jobs() == 1
+    (request,) = receiver.requests
+    event = request["verified"]  # standardwebhooks accepted it: the parsed event
+    assert isinstance(event, dict), event
+    assert (event["id"], event["type"], event["timestamp"]) == ("evt_call_s1", "call.ended", call["ended_at"])
+    assert event["data"]["call"] == call
+    assert event["data"]["session"]["status"] == "completed"
+    assert event["data"]["session"]["called_number"] == "+15557654321"
+    assert request["headers"]["webhook-id"] == "evt_call_s1"
+    assert abs(int(request["headers"]["webhook-timestamp"]) - time.time()) < 60
+    assert request["headers"]["webhook-signature"].startswith("v1,")
+    assert request["headers"]["content-type"] == "application/json"
+    job = wh.job(JOB)
+    assert job["state"] == "done"
+    assert (job["result"]["status"], job["result"]["attempts"]) == (200, 1)
+    assert job["result"]["response_ms"] >= 0
+    assert wh.run_jobs() == 0  # delivered once
+
+
+@pytest.mark.slow
+def test_a_forged_or_altered_request_does_not_verify(wh, receiver, secret):
+    """The receiver's check is real: another secret, or a changed body, is refused."""
+    end_a_call(wh)
+    wh.run_jobs()
+    (request,) = receiver.requests
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(new_secret()).verify(request["body"], request["headers"])
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(secret).verify(request["body"].replace(b"qualified", b"QUALIFIED"), request["headers"])
+
+
+@pytest.mark.slow
+def test_a_receiver_failing_twice_gets_it_on_the_third_attempt_with_the_same_id(wh, receiver):
+    receiver.script = [500, 503]
+    end_a_call(wh)
+    assert wh.run_jobs(limit=1) == 1
+    job = wh.job(JOB)
+    assert (job["state"], job["attempts"], job["error"]) == ("retrying", 1, "HTTP 500 from receiver")
+    assert wh.run_jobs(limit=1) == 1
+    assert wh.job(JOB)["error"] == "HTTP 503 from receiver"
+    assert wh.run_jobs() == 1
+    assert wh.job(JOB)["state"] == "done" and wh.job(JOB)["result"]["attempts"] == 3
+    assert len(receiver.requests) == 3
+    assert all(isinstance(v, dict) for v in receiver.verified())  # each attempt signed afresh, and valid
+    assert {r["headers"]["webhook-id"] for r in receiver.requests} == {"evt_call_s1"}
+    assert len({r["body"] for r in receiver.requests}) == 1  # the same event each time
+    (delivery,) = wh.webhook_deliveries()
+    assert (delivery["state"], delivery["attempts"], delivery["response_status"]) == ("done", 3, 200)
+    assert [(a["outcome"], a["error"]) for a in delivery["history"]] == [
+        ("failed", "HTTP 500 from receiver"),
+        ("failed", "HTTP 503 from receiver"),
+        ("delivered", None),
+    ]
+
+
+@pytest.mark.slow
+def test_a_slow_receiver_within_the_timeout_is_delivered(wh, receiver):
+    receiver.script = [("slow", 0.3)]
+    end_a_call(wh)
+    assert wh.run_jobs() == 1
+    assert wh.job(JOB)["state"] == "done"
+    assert wh.job(JOB)["result"]["response_ms"] >= 300
+
+
+@pytest.mark.slow
+def test_a_receiver_that_never_answers_times_out_and_is_retried(store, data_dir, receiver, secret):
+    backend = BackendAgent(store=store, settings=webhook_settings(data_dir, receiver.url, secret, timeout="0.5"))
+    receiver.script = ["hang"]
+    end_a_call(backend)
+    started = time.monotonic()
+    assert backend.run_jobs(limit=1) == 1
+    assert time.monotonic() - started < 5
+    job = backend.job(JOB)
+    assert (job["state"], job["error"]) == ("retrying", "timed out after 0.5 s")
+    assert backend.run_jobs() == 1  # the receiver answers now
+    assert backend.job(JOB)["state"] == "done"
+    assert [r["headers"]["webhook-id"] for r in receiver.requests] == ["evt_call_s1"] * 2
+
+
+@pytest.mark.slow
+def test_a_receiver_that_is_down_for_a_while_gets_it_when_it_is_back(store, data_dir, secret):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    backend = BackendAgent(store=store, settings=webhook_settings(data_dir, url, secret))
+    end_a_call(backend)
+    for _ in range(3):  # nothing listens
+        assert backend.run_jobs(limit=1) == 1
+    job = backend.job(JOB)
+    assert (job["state"], job["attempts"], job["error"]) == ("retrying", 3, "connection refused")
+    back = Receiver(secret, port=port)
+    try:
+        assert backend.run_jobs() == 1
+        assert backend.job(JOB)["state"] == "done"
+        assert len(back.requests) == 1 and isinstance(back.verified()[0], dict)
+    finally:
+        back.stop()
+    assert [a["error"] for a in backend.webhook_deliveries()[0]["history"]] == ["connection refused"] * 3 + [None]
+
+
+@pytest.mark.slow
+def test_a_dropped_connection_and_a_redirect_are_failed_attempts(wh, receiver):
+    receiver.script = ["drop", 302]
+    end_a_call(wh)
+    wh.run_jobs(limit=1)
+    assert wh.job(JOB)["error"] == "the receiver closed the connection without answering"
+    wh.run_jobs(limit=1)
+    assert wh.job(JOB)["error"] == "HTTP 302 from receiver (redirects are not followed)"
+    assert wh.run_jobs() == 1 and wh.job(JOB)["state"] == "done"
+    assert len(receiver.requests) == 3  # the redirect was not followed
+
+
+@pytest.mark.slow
+def test_after_24_hours_of_failures_it_gives_up(wh, receiver, monkeypatch):
+    receiver.script = [500] * 5
+    end_a_call(wh)
+    assert wh.run_jobs(limit=1) == 1
+    assert wh.job(JOB)["state"] == "retrying"
+    created = wh.job(JOB)["created"]
+    monkeypatch.setattr(jobs, "time", SimpleNamespace(time=lambda: created + 24 * 3600 + 1))  # the queue's clock
+    assert wh.run_jobs(limit=5) == 1  # one more attempt, then nothing is due any more
+    job = wh.job(JOB)
+    assert (job["state"], job["attempts"], job["error"]) == ("gave_up", 2, "HTTP 500 from receiver")
+    (delivery,) = wh.webhook_deliveries(state="gave_up")
+    assert (delivery["attempts"], delivery["next_attempt_at"], delivery["delivered_at"]) == (2, None, None)
+    assert wh.webhook_deliveries(state="retrying") == []
+    assert len(receiver.requests) == 2
+
+
+@pytest.mark.slow
+def test_a_restart_between_queueing_and_delivery_delivers_once(data_dir, receiver, secret):
+    settings = webhook_settings(data_dir, receiver.url, secret)
+    first = BackendAgent(store=JournalStore(data_dir), settings=settings)
+    end_a_call(first)
+    first.close()  # the process stops before any worker ran: nothing delivered
+    assert receiver.requests == []
+    second = BackendAgent(store=JournalStore(data_dir), settings=settings)
+    try:
+        assert second.run_jobs() == 1
+        assert second.run_jobs() == 0
+    finally:
+        second.close()
+    third = BackendAgent(store=JournalStore(data_dir), settings=settings)  # and again: nothing twice
+    try:
+        assert third.run_jobs() == 0
+        assert third.job(JOB)["state"] == "done"
+    finally:
+        third.close()
+    assert len(receiver.requests) == 1 and isinstance(receiver.verified()[0], dict)
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_mid_attempt_leaves_it_to_the_next(data_dir, receiver, secret, monkeypatch):
+    settings = webhook_settings(data_dir, receiver.url, secret)
+    first = BackendAgent(store=JournalStore(data_dir), settings=settings)
+    end_a_call(first)
+    assert jobs.claim(first.store, ("webhook",), worker="dying")["id"] == JOB  # claimed, then killed
+    first.close()
+    second = BackendAgent(store=JournalStore(data_dir), settings=settings)
+    try:
+        assert second.run_jobs() == 0  # its claim holds for a while
+        later = time.time() + jobs.CLAIM_SECONDS + 1
+        monkeypatch.setattr(jobs, "time", SimpleNamespace(time=lambda: later))
+        assert second.run_jobs() == 1
+        (delivery,) = second.webhook_deliveries()
+        assert delivery["state"] == "done"
+        assert [(a["worker"], a["outcome"]) for a in delivery["history"]] == [
+            ("dying", "abandoned"),
+            (jobs.worker_name(), "delivered"),
+        ]
+    finally:
+        second.close()
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.slow
+def test_a_summary_event_is_delivered_through_the_hook(wh, receiver):
+    end_a_call(wh)
+    assert wh.enqueue_webhook(webhook.event_for_summary("s1", {"summary": "Qualified.", "lead_score": 80}))
+    assert not wh.enqueue_webhook(webhook.event_for_summary("s1", {"summary": "again"}))  # once per call
+    assert wh.run_jobs() == 2
+    types = sorted(r["verified"]["type"] for r in receiver.requests)
+    assert types == ["call.ended", "call.summary"]
+    summary = next(r for r in receiver.requests if r["verified"]["type"] == "call.summary")
+    assert summary["headers"]["webhook-id"] == "evt_summary_s1"
+    assert summary["verified"]["data"] == {"session_id": "s1", "summary": {"summary": "Qualified.", "lead_score": 80}}
+    assert [d["type"] for d in wh.webhook_deliveries(session_id="s1")] == ["call.summary", "call.ended"]
+
+
+@pytest.mark.slow
+def test_a_call_is_queued_once_and_a_repeat_end_call_queues_a_missing_event(wh, receiver, store):
+    end_a_call(wh)
+    again = wh.end_call("caller_hung_up", CALLER, session_id="s1")
+    assert again["already_ended"]
+    assert [d["job_id"] for d in wh.webhook_deliveries()] == [JOB]
+    # a process that died between the call log and the queue: the call log is there, no event
+    store.start_session("s2", CALLER)
+    store.end_session(reason="completed", caller_id=CALLER, session_id="s2", duration_seconds=3.0)
+    assert wh.job("webhook:call.ended:s2") is None
+    assert wh.end_call("agent_error", CALLER, session_id="s2")["already_ended"]  # the next start closes it
+    assert wh.job("webhook:call.ended:s2")["state"] == "queued"
+    assert wh.run_jobs() == 2
+    assert sorted(r["headers"]["webhook-id"] for r in receiver.requests) == ["evt_call_s1", "evt_call_s2"]
+
+
+@pytest.mark.slow
+def test_an_odd_session_id_is_delivered_under_a_hashed_id(wh, receiver):
+    odd = "room/ü <script>"
+    end_a_call(wh, odd)
+    assert wh.run_jobs() == 1
+    (request,) = receiver.requests
+    assert request["headers"]["webhook-id"] == webhook.event_id("call.ended", odd)
+    assert request["verified"]["data"]["session_id"] == odd
+    assert wh.webhook_deliveries(session_id=odd)[0]["session_id"] == odd
+
+
+@pytest.mark.slow
+def test_the_secret_is_in_no_log_line_and_no_error(store, data_dir, receiver, secret, caplog):
+    caplog.set_level(logging.DEBUG)
+    receiver.script = [500]
+    backend = BackendAgent(store=store, settings=webhook_settings(data_dir, receiver.url, secret))
+    end_a_call(backend)
+    backend.run_jobs()
+    bad = BackendAgent(store=store, settings=webhook_settings(data_dir, receiver.url, secret + "!"))
+    end_a_call(bad, "s2")
+    bad.run_jobs(limit=1)
+    assert bad.job("webhook:call.ended:s2")["error"].startswith("WEBHOOK_SECRET is not set, or is not")
+    shown = caplog.text + repr(backend.webhook_deliveries())
+    for needle in (secret, secret.removeprefix("whsec_"), "not-in-logs"):
+        assert needle not in shown
+    assert len(receiver.requests) == 2  # the badly configured one sent nothing
