@@ -438,3 +438,112 @@ def test_the_secret_is_in_no_log_line_and_no_error(store, data_dir, receiver, se
     for needle in (secret, secret.removeprefix("whsec_"), "not-in-logs"):
         assert needle not in shown
     assert len(receiver.requests) == 2  # the badly configured one sent nothing
+
+
+# ---- the store's read, the API ------------------------------------------------------------------
+def test_jobs_of_kind_reads_the_newest_first_with_their_results(store):
+    for i in range(4):
+        jobs.enqueue(store, f"webhook:t:{i}", "webhook", {"session_id": str(i)})
+    jobs.enqueue(store, "summary:s", "summary", {})
+    jobs.finish(store, "webhook:t:1", {"status": 200})
+    assert [j for j, _ in store.jobs_of_kind("webhook")] == [f"webhook:t:{i}" for i in (3, 2, 1, 0)]
+    assert [j for j, _ in store.jobs_of_kind("webhook", limit=2)] == ["webhook:t:3", "webhook:t:2"]
+    ((job_id, job),) = store.jobs_of_kind("webhook", states=("done",))
+    assert (job_id, job["result"], job["payload"]) == ("webhook:t:1", {"status": 200}, {"session_id": "1"})
+    assert [j for j, _ in store.jobs_of_kind("summary")] == ["summary:s"]
+
+
+def test_jobs_of_kind_keeps_its_order_through_a_snapshot(data_dir):
+    first = JournalStore(data_dir)
+    for i in range(3):
+        jobs.enqueue(first, f"webhook:t:{i}", "webhook", {})
+    first.write_snapshot()
+    first.close()
+    again = JournalStore(data_dir)
+    try:
+        assert [j for j, _ in again.jobs_of_kind("webhook")] == ["webhook:t:2", "webhook:t:1", "webhook:t:0"]
+    finally:
+        again.close()
+
+
+TOKEN = "webhook-test-token"
+
+
+@pytest.fixture
+def app(store, data_dir, receiver, secret):
+    from backend.api_server import create_app
+
+    settings = webhook_settings(data_dir, receiver.url, secret)
+    config = {"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN], "TESTING": True, "STORE": store}
+    return create_app({**config, "SETTINGS": settings})
+
+
+def api_get(client, path: str):
+    return client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_the_deliveries_need_the_token_while_the_twilio_callback_stays_public(app):
+    client = app.test_client()
+    response = client.get("/api/webhooks/deliveries")
+    assert response.status_code == 401 and response.json["error"]["code"] == "unauthorized"
+    assert client.post("/api/webhooks/twilio/status", data={"CallSid": "CA1"}).status_code == 403  # not 401
+    assert api_get(client, "/api/webhooks/deliveries").json == {"deliveries": [], "count": 0, "more": False}
+
+
+@pytest.mark.slow
+def test_the_api_shows_each_attempt_with_its_error(app, receiver):
+    backend, client = app.extensions["backend"], app.test_client()
+    receiver.script = [500, 500]
+    end_a_call(backend)
+    (queued,) = api_get(client, "/api/webhooks/deliveries").json["deliveries"]
+    assert (queued["state"], queued["attempts"], queued["history"]) == ("queued", 0, [])
+    assert queued["next_attempt_at"] is not None
+    backend.run_jobs(limit=1)
+    (retrying,) = api_get(client, "/api/webhooks/deliveries?state=retrying").json["deliveries"]
+    assert (retrying["attempts"], retrying["last_error"]) == (1, "HTTP 500 from receiver")
+    assert retrying["next_attempt_at"] is not None and retrying["delivered_at"] is None
+    backend.run_jobs()
+    page = api_get(client, "/api/webhooks/deliveries").json
+    (delivery,) = page["deliveries"]
+    assert {k: delivery[k] for k in ("event_id", "type", "session_id", "state", "attempts", "response_status")} == {
+        "event_id": "evt_call_s1",
+        "type": "call.ended",
+        "session_id": "s1",
+        "state": "done",
+        "attempts": 3,
+        "response_status": 200,
+    }
+    assert delivery["last_error"] == "HTTP 500 from receiver" and delivery["next_attempt_at"] is None
+    assert delivery["delivered_at"].endswith("Z")
+    history = delivery["history"]
+    assert [(a["attempt"], a["outcome"], a["error"], a["status"]) for a in history] == [
+        (1, "failed", "HTTP 500 from receiver", None),
+        (2, "failed", "HTTP 500 from receiver", None),
+        (3, "delivered", None, 200),
+    ]
+    assert all(a["started_at"] <= a["ended_at"] for a in history)
+
+
+@pytest.mark.slow
+def test_the_api_filters_by_state_session_and_limit(app):
+    backend, client = app.extensions["backend"], app.test_client()
+    for sid in ("a", "b", "c"):
+        end_a_call(backend, sid)
+    backend.run_jobs(limit=1)  # the oldest, a, is delivered
+    page = api_get(client, "/api/webhooks/deliveries").json
+    assert [d["session_id"] for d in page["deliveries"]] == ["c", "b", "a"]
+    assert [d["state"] for d in page["deliveries"]] == ["queued", "queued", "done"]
+    done = api_get(client, "/api/webhooks/deliveries?state=done").json["deliveries"]
+    assert [d["session_id"] for d in done] == ["a"]
+    assert api_get(client, "/api/webhooks/deliveries?state=queued&session_id=a").json["count"] == 0
+    assert api_get(client, "/api/webhooks/deliveries?session_id=b").json["deliveries"][0]["event_id"] == "evt_call_b"
+    limited = api_get(client, "/api/webhooks/deliveries?limit=2").json
+    assert (limited["count"], limited["more"]) == (2, True)
+    for query, code in (
+        ("state=lost", "invalid_state"),
+        ("limit=0", "invalid_limit"),
+        ("cursor=abc", "unknown_parameter"),
+        ("state=done&state=queued", "repeated_parameter"),
+    ):
+        response = api_get(client, f"/api/webhooks/deliveries?{query}")
+        assert (response.status_code, response.json["error"]["code"]) == (400, code), query
