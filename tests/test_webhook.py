@@ -547,3 +547,29 @@ def test_the_api_filters_by_state_session_and_limit(app):
     ):
         response = api_get(client, f"/api/webhooks/deliveries?{query}")
         assert (response.status_code, response.json["error"]["code"]) == (400, code), query
+
+
+def _conforms(instance: Any, name: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    from backend.api.openapi import openapi_document
+
+    document = openapi_document()
+    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    Draft202012Validator(schema).validate(instance)
+
+
+@pytest.mark.slow
+def test_the_events_and_the_page_are_as_the_openapi_document_says(app, receiver):
+    backend, client = app.extensions["backend"], app.test_client()
+    receiver.script = [500]
+    end_a_call(backend)
+    backend.enqueue_webhook(webhook.event_for_summary("s1", {"summary": "Qualified."}))
+    backend.run_jobs()
+    for request in receiver.requests:
+        _conforms(request["verified"], "WebhookEvent")
+    page = api_get(client, "/api/webhooks/deliveries").json
+    assert page["count"] == 2
+    _conforms(page, "WebhookDeliveriesPage")
+    spec = client.get("/api/openapi.json").json
+    assert set(spec["webhooks"]["callEvent"]["post"]["requestBody"]["content"]) == {"application/json"}
