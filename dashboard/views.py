@@ -1,4 +1,5 @@
-"""The dashboard's routes: overview, a call's page, live updates, the CSV export, sign in/out."""
+"""The dashboard's routes: overview, a call's page, webhook deliveries, live updates, the CSV
+export, sign in/out."""
 
 from __future__ import annotations
 
@@ -6,8 +7,17 @@ from collections.abc import Iterator
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from backend.api.data import CATEGORIES, OUTCOMES, csv_response, get_backend, information_page
-from backend.api.errors import envelope
+from backend.api.data import (
+    CATEGORIES,
+    OUTCOMES,
+    WEBHOOK_STATES,
+    WebhookParams,
+    csv_response,
+    get_backend,
+    information_page,
+    webhook_params,
+)
+from backend.api.errors import ApiError, envelope
 from dashboard import login, pages
 from dashboard.query import ViewFilters, parse_filters, zone_named
 
@@ -82,6 +92,17 @@ def session(session_id: str):
         return render_template("dashboard/not_found.html", session_id=session_id), 404
     live_query = url_for("dashboard.live", session_id=session_id)
     return render_template("dashboard/session.html", data=data, live_query=live_query)
+
+
+@bp.get("/webhooks")
+def webhooks():
+    """The end-of-call webhook's deliveries: state, attempts and their errors."""
+    try:
+        params, error = webhook_params(request.args, drop_empty=True), None
+    except ApiError as exc:
+        params, error = WebhookParams(), exc.message
+    data = pages.webhooks_page(get_backend(), params)
+    return render_template("dashboard/webhooks.html", data=data, states=WEBHOOK_STATES, error=error)
 
 
 @bp.get("/live")

@@ -573,3 +573,68 @@ def test_the_events_and_the_page_are_as_the_openapi_document_says(app, receiver)
     _conforms(page, "WebhookDeliveriesPage")
     spec = client.get("/api/openapi.json").json
     assert set(spec["webhooks"]["callEvent"]["post"]["requestBody"]["content"]) == {"application/json"}
+
+
+# ---- the dashboard --------------------------------------------------------------------------------
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def dash(store, data_dir, secret):
+    """The app with webhooks configured to a port nothing listens on (no test here delivers)."""
+    from backend.api_server import create_app
+
+    settings = webhook_settings(data_dir, "http://127.0.0.1:9/hook", secret)
+    config = {"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN], "TESTING": True, "STORE": store}
+    return create_app({**config, "SETTINGS": settings})
+
+
+def signed_in_client(app):
+    import re
+
+    client = app.test_client()
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    assert client.post("/login", data={"token": TOKEN, "csrf_token": csrf}).status_code == 302
+    return client
+
+
+def test_the_webhooks_page_needs_sign_in(dash):
+    response = dash.test_client().get("/webhooks")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
+
+
+def test_the_webhooks_page_lists_deliveries_with_state_and_errors_escaped(dash, store):
+    backend = dash.extensions["backend"]
+    sid = f"s{XSS}"
+    end_a_call(backend, sid)
+    end_a_call(backend, "s2")
+    job_id = webhook.job_id("call.ended", sid)
+    assert jobs.claim(store, ("webhook",))["id"] == job_id
+    jobs.fail(store, job_id, f"HTTP 500 from receiver {XSS}", FAST)
+    client = signed_in_client(dash)
+    page = client.get("/webhooks").text
+    assert XSS not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert 'aria-current="page">Webhooks' in page and 'href="/webhooks"' in page
+    assert "Retrying" in page and "Queued" in page and "HTTP 500 from receiver" in page
+    assert page.count('<tr data-job="') == 2
+    assert webhook.event_id("call.ended", sid) in page and "evt_call_s2" in page
+    retrying = client.get("/webhooks?state=retrying").text
+    assert retrying.count('<tr data-job="') == 1 and "evt_call_s2" not in retrying
+    assert "No webhook deliveries in this state" in client.get("/webhooks?state=gave_up").text
+    wrong = client.get("/webhooks?state=lost")
+    assert wrong.status_code == 200 and "state must be one of" in wrong.text
+    assert client.get("/").text.count('href="/webhooks"') == 1  # in the nav of every page
+
+
+def test_the_session_page_shows_its_webhook_status(dash, store):
+    backend = dash.extensions["backend"]
+    end_a_call(backend, "s1")
+    assert jobs.claim(store, ("webhook",))["id"] == JOB
+    jobs.fail(store, JOB, "connection refused", FAST)
+    backend.start_session("s-open", CALLER)
+    client = signed_in_client(dash)
+    page = client.get("/sessions/s1").text
+    assert 'id="call-webhooks"' in page and "evt_call_s1" in page
+    assert "Retrying" in page and "connection refused" in page and "Next try" in page
+    assert 'id="call-webhooks-none"' in client.get("/sessions/s-open").text

@@ -26,13 +26,14 @@ from backend.api.params import (
     encode_cursor,
     webhook_params,
 )
-from backend.backend_agent import BackendAgent
+from backend.backend_agent import WEBHOOK_STATES, BackendAgent
 from backend.calls.numbers import caller_filter_number
 from backend.store.records import CATEGORIES, OUTCOMES, epoch, parse_iso
 
 __all__ = [  # the pages, what only the dashboard shows, and what is passed on for it
     "CATEGORIES",
     "OUTCOMES",
+    "WEBHOOK_STATES",
     "BackendAgent",
     "CallParams",
     "InformationParams",
