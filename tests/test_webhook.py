@@ -192,6 +192,10 @@ def test_settings_problems_say_what_is_wrong_without_the_secret(data_dir):
     assert "WEBHOOK_SECRET is not a Standard Webhooks secret" in found
     assert "WEBHOOK_TIMEOUT_SECONDS must be more than 0 and at most 60; 60 is used" in found
     assert "not base64" not in found
+    short = webhook_settings(data_dir, "https://example.com/h", "whsec_" + base64.b64encode(b"short").decode())
+    assert webhook.problems(short) == [
+        "WEBHOOK_SECRET is 5 bytes once decoded; Standard Webhooks asks for 24 to 64 (it is used as it is)."
+    ]
     assert Settings.from_env({}, dotenv=False).webhook_timeout_seconds == 10.0
 
 
@@ -638,3 +642,63 @@ def test_the_session_page_shows_its_webhook_status(dash, store):
     assert 'id="call-webhooks"' in page and "evt_call_s1" in page
     assert "Retrying" in page and "connection refused" in page and "Next try" in page
     assert 'id="call-webhooks-none"' in client.get("/sessions/s-open").text
+
+
+# ---- the worker: python -m backend work ------------------------------------------------------------
+def _queue_a_call(data_dir, receiver, secret) -> None:
+    backend = BackendAgent(store=JournalStore(data_dir), settings=webhook_settings(data_dir, receiver.url, secret))
+    end_a_call(backend)
+    backend.close()
+
+
+@pytest.mark.slow
+def test_work_once_delivers_what_is_due(data_dir, receiver, secret, monkeypatch, capsys):
+    from backend.__main__ import main
+    from backend.settings import reload_settings
+
+    _queue_a_call(data_dir, receiver, secret)
+    monkeypatch.setenv("WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("WEBHOOK_SECRET", secret)
+    reload_settings()
+    assert main(["--data-dir", str(data_dir), "work", "--once"]) == 0
+    assert "ran 1 job(s)" in capsys.readouterr().err
+    assert len(receiver.requests) == 1 and isinstance(receiver.verified()[0], dict)
+    assert main(["--data-dir", str(data_dir), "work", "--once"]) == 0
+    assert "ran 0 job(s)" in capsys.readouterr().err
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.slow
+def test_the_worker_process_delivers_and_stops_cleanly_on_sigterm(data_dir, receiver, secret):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _queue_a_call(data_dir, receiver, secret)
+    env = dict(os.environ, DATA_DIR=str(data_dir), WEBHOOK_URL=receiver.url, WEBHOOK_SECRET=secret)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "backend", "work"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not receiver.requests and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.05)
+        assert len(receiver.requests) == 1
+        worker.send_signal(signal.SIGTERM)  # perhaps mid-attempt: it is recorded before the worker stops
+        _out, err = worker.communicate(timeout=15)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, err
+    assert "job worker stopped" in err and secret not in err and "not-in-logs" not in err
+    store = JournalStore(data_dir)
+    try:
+        assert store.job(JOB)["state"] == "done"
+    finally:
+        store.close()

@@ -58,6 +58,7 @@ POLICY = jobs.Policy(max_attempts=1000, first_delay=5.0, max_delay=3600.0, deadl
 # could start the same delivery while the first is still waiting.
 MAX_TIMEOUT_SECONDS = 60.0
 USER_AGENT = "debt-relief-agent-webhooks/1"
+MIN_SECRET_BYTES, MAX_SECRET_BYTES = 24, 64  # what the specification asks of a secret
 STATES = ("queued", "delivering", "retrying", "done", "gave_up", "skipped")  # what a delivery shows
 _JOB_STATE = {"delivering": "claimed"}  # ... and the job queue's name for it, where it differs
 _MAX_READ = 64 * 1024  # of a receiver's answer body, which is read and dropped
@@ -124,6 +125,11 @@ def problems(settings: Settings) -> list[str]:
         out.append("WEBHOOK_URL is set but WEBHOOK_SECRET is not: no webhook events are queued.")
     elif _signer(secret) is None:
         out.append("WEBHOOK_SECRET is not a Standard Webhooks secret (whsec_ followed by base64).")
+    elif not MIN_SECRET_BYTES <= _secret_bytes(secret) <= MAX_SECRET_BYTES:
+        out.append(
+            f"WEBHOOK_SECRET is {_secret_bytes(secret)} bytes once decoded; Standard Webhooks asks for "
+            f"{MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} (it is used as it is)."
+        )
     timeout = settings.webhook_timeout_seconds
     if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
         out.append(
@@ -141,10 +147,14 @@ def _url_ok(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _signer(secret: str) -> Webhook | None:
+def _secret_bytes(secret: str) -> int:
     body = secret.removeprefix("whsec_")
+    return len(base64.b64decode(body + "=" * (-len(body) % 4), validate=True))
+
+
+def _signer(secret: str) -> Webhook | None:
     try:
-        if not _B64.fullmatch(body) or not base64.b64decode(body + "=" * (-len(body) % 4), validate=True):
+        if not _B64.fullmatch(secret.removeprefix("whsec_")) or not _secret_bytes(secret):
             return None
         return Webhook(secret)
     except Exception:  # the library's own refusals: binascii.Error, EmptyWebhookSecretError, RuntimeError
