@@ -192,6 +192,7 @@ def test_settings_problems_say_what_is_wrong_without_the_secret(data_dir):
     assert "WEBHOOK_SECRET is not a Standard Webhooks secret" in found
     assert "WEBHOOK_TIMEOUT_SECONDS must be more than 0 and at most 60; 60 is used" in found
     assert "not base64" not in found
+    assert "WEBHOOK_URL must be" in " ".join(webhook.problems(webhook_settings(data_dir, "http://h:port/x", secret)))
     short = webhook_settings(data_dir, "https://example.com/h", "whsec_" + base64.b64encode(b"short").decode())
     assert webhook.problems(short) == [
         "WEBHOOK_SECRET is 5 bytes once decoded; Standard Webhooks asks for 24 to 64 (it is used as it is)."
@@ -702,3 +703,13 @@ def test_the_worker_process_delivers_and_stops_cleanly_on_sigterm(data_dir, rece
         assert store.job(JOB)["state"] == "done"
     finally:
         store.close()
+
+
+def test_a_job_without_an_event_is_skipped_not_retried_forever(store, data_dir, secret):
+    backend = BackendAgent(store=store, settings=webhook_settings(data_dir, "http://127.0.0.1:9/", secret))
+    jobs.enqueue(store, "webhook:broken", "webhook", {"session_id": "s1"})
+    assert backend.run_jobs() == 1
+    assert (backend.job("webhook:broken")["state"], backend.job("webhook:broken")["reason"]) == (
+        "skipped",
+        "the job holds no event to send",
+    )

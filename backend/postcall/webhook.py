@@ -142,6 +142,7 @@ def problems(settings: Settings) -> list[str]:
 def _url_ok(url: str) -> bool:
     try:
         parts = urlsplit(url)
+        _port = parts.port  # a port that is not a number raises here, not mid-attempt
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -194,7 +195,9 @@ def deliver(backend: BackendAgent, job: dict[str, Any]) -> dict[str, Any]:
     """POST the job's event to WEBHOOK_URL, signed; the result when the receiver answers 2xx,
     else `jobs.Retry` with the reason (the job queue records it and tries again later)."""
     settings = backend.settings
-    event = job["payload"]["event"]
+    event = (job.get("payload") or {}).get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        raise jobs.Skip("the job holds no event to send")
     if not settings.webhook_url or not _url_ok(settings.webhook_url):
         raise jobs.Retry("WEBHOOK_URL is not set, or is not an http:// or https:// URL.")
     signer = _signer(settings.webhook_secret or "")
@@ -266,7 +269,7 @@ def _reason(exc: BaseException | str, timeout: float) -> str:
         return f"the receiver's answer is not valid HTTP ({type(exc).__name__})"
     if isinstance(exc, OSError):
         return f"network error: {exc.strerror or type(exc).__name__}"
-    return f"could not send: {exc}"[:300]
+    return f"could not send the request ({type(exc).__name__})"  # its text may quote the URL
 
 
 # ---- what the API and the dashboard show -------------------------------------------------------
