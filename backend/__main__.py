@@ -57,30 +57,6 @@ def cmd_import_legacy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_work(args: argparse.Namespace) -> int:
-    """Run the post-call jobs (summaries, webhook deliveries) as they fall due, until stopped;
-    `--once`: what is due now, then exit. Many may run at once, on any machine sharing the store."""
-    import signal
-    import time
-
-    backend = _backend(args)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    queued = backend.enqueue_missing_jobs()
-    if queued:
-        print(f"queued {queued} summary job(s) of calls that had none", file=sys.stderr)
-    try:
-        while not stopping:
-            ran = backend.run_jobs(limit=50)
-            if args.once and ran == 0:
-                return 0
-            if ran == 0:
-                time.sleep(args.idle)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.api_server import create_app
 
@@ -89,12 +65,62 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+WORK_IDLE_SECONDS = 1.0  # how long the worker sleeps when no job is due
+WORK_ERROR_SECONDS = 5.0  # ... and after an error it did not expect
+
+
+def cmd_work(args: argparse.Namespace) -> int:
+    """The job worker: runs the durable jobs (webhook deliveries, summaries) as they come due,
+    one at a time, sleeping about a second when none is due. SIGTERM or Ctrl-C stops it once the
+    attempt in progress is recorded (a second one stops it at once). `--once` runs what is due
+    now and exits. Any number of workers may run: each job is claimed by one."""
+    import signal
+    import threading
+
+    backend = _backend(args)
+    for problem in backend.webhook_problems():
+        print(f"warning: {problem}", file=sys.stderr)
+    queued = backend.enqueue_missing_jobs()
+    if queued:
+        print(f"queued {queued} summary job(s) of calls that had none", file=sys.stderr)
+    if args.once:
+        print(f"ran {backend.run_jobs()} job(s)", file=sys.stderr)
+        backend.close()
+        return 0
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    print("job worker running (webhooks, summaries); stop with Ctrl-C", file=sys.stderr)
+    while not stop.is_set():
+        try:
+            ran = backend.run_jobs(limit=1)
+        except StoreError as exc:
+            logging.getLogger("backend.work").error("store error: %s; trying again shortly", exc.message)
+            stop.wait(WORK_ERROR_SECONDS)
+            continue
+        except Exception:  # a handler's bug: its claim runs out and another attempt comes later
+            logging.getLogger("backend.work").exception("a job failed unexpectedly")
+            stop.wait(WORK_ERROR_SECONDS)
+            continue
+        if not ran:
+            stop.wait(WORK_IDLE_SECONDS)
+    backend.close()
+    print("job worker stopped", file=sys.stderr)
+    return 0
+
+
 AGENT_KEYS = ("GOOGLE_API_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The product: the API and dashboard under gunicorn, and the agent worker when its
-    credentials are set. Stops both on Ctrl-C or SIGTERM."""
+    """The product: the API and dashboard under gunicorn, the job worker (`work`: webhooks,
+    summaries), and the agent worker when its credentials are set. Stops them all on Ctrl-C or
+    SIGTERM."""
     import signal
     import subprocess
     import time
@@ -147,13 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     legacy = sub.add_parser("import-legacy", help="import the seed's shared_information.json")
     legacy.add_argument("path")
     legacy.set_defaults(func=cmd_import_legacy)
-    sub.add_parser("run", help="API + dashboard (gunicorn), and the agent worker when configured").set_defaults(
-        func=cmd_run
-    )
+    run_help = "API + dashboard (gunicorn), the job worker, and the agent worker when configured"
+    sub.add_parser("run", help=run_help).set_defaults(func=cmd_run)
     sub.add_parser("serve", help="development server for the API and dashboard").set_defaults(func=cmd_serve)
-    work = sub.add_parser("work", help="run the post-call jobs (summaries, webhooks) as they fall due")
+    work = sub.add_parser("work", help="run the durable jobs (webhook deliveries, summaries) as they come due")
     work.add_argument("--once", action="store_true", help="run what is due now, then exit")
-    work.add_argument("--idle", type=float, default=1.0, help="seconds to wait when nothing is due")
     work.set_defaults(func=cmd_work)
     sub.add_parser("settings", help="list every setting").set_defaults(func=cmd_settings)
     args = parser.parse_args(argv)

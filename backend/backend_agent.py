@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.calls import carrier, dnc, leases, outbound, recording
 from backend.calls.hours import in_window, parse_calling_hours
-from backend.postcall import cost, jobs, summary
+from backend.postcall import cost, jobs, summary, webhook
 from backend.settings import Settings, get_settings
 from backend.store import JournalStore, Lease, Store, freeze_loaded_heap, open_store
 from backend.store.interface import CallFigures
@@ -35,6 +35,7 @@ from backend.store.records import (
     CATEGORIES,
     DISCLOSURES,
     END_REASONS,
+    JOBS,
     Entry,
     StoreError,
     StoreUnavailable,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 # kind -> (handler(backend, job) -> result, retry policy); handlers register below the class
 JOB_HANDLERS: dict[str, tuple[Any, jobs.Policy]] = {}
 
-__all__ = ["MODEL_END_REASONS", "TOOL_NAMES", "BackendAgent", "freeze_loaded_heap", "spoken_time"]
+__all__ = ["MODEL_END_REASONS", "TOOL_NAMES", "WEBHOOK_STATES", "BackendAgent", "freeze_loaded_heap", "spoken_time"]
 
 MAX_LIMIT = 1000
 # The tools the model sees (contract section 4), named once for the agent, the API's
@@ -57,6 +58,8 @@ TOOL_NAMES = ("share_information", "get_shared_information", "end_call", "get_cu
 # The end reasons the model may give end_call; the others are the call's own (a hang-up, an
 # agent error, a failed transfer).
 MODEL_END_REASONS = tuple(r for r in END_REASONS if r not in ("caller_hung_up", "agent_error", "transfer_failed"))
+# The states of a webhook delivery (`webhook_deliveries`), for the API's filter and the OpenAPI document.
+WEBHOOK_STATES = webhook.STATES
 OPT_OUT_ATTEMPTS = 3  # a failed do-not-call write is tried again twice, 0.2 s and 0.4 s later
 OPT_OUT_RETRY_SECONDS = 0.2
 
@@ -168,17 +171,18 @@ class BackendAgent:
         try:
             caller = _text(caller_id, "caller_id", max_len=64)
             sid = _text(session_id, "session_id", required=False)
-            cost = self._cost(usage, duration_seconds) if usage is not None else None
+            priced = self._cost(usage, duration_seconds) if usage is not None else None
             call, already = self.store.end_session(
                 reason=reason,
                 caller_id=caller,
                 session_id=sid,
                 duration_seconds=duration_seconds,
                 details=details,
-                cost=cost,
+                cost=priced,
             )
         except StoreError as exc:
             return _failure(exc)
+        self._queue_call_ended(call, already)  # before the lease goes: see there
         self.store.drop_lease(call["session_id"])
         if not already:
             self._after_call(call)
@@ -190,6 +194,24 @@ class BackendAgent:
             log.info("call ended session=%s reason=%s", call["session_id"], reason)
             result["message"] = f"Call ended: {call['outcome']}."
         return result
+
+    def _queue_call_ended(self, call: Entry, already: bool) -> None:
+        """Queue the call's `call.ended` webhook event when webhooks are configured: when its call
+        log is written, and again (idempotent: nothing is written when it is queued) on a repeat
+        of end_call within the retry window. The repeat covers a process that died between
+        writing the call log and queueing the event: the call's lease is still there, so the next
+        agent start (or `verify`) closes the call again, and that queues the event. A store error
+        is logged: the call log stands."""
+        if not webhook.enabled(self.settings):
+            return
+        if already and time.time() - epoch(call["ended_at"]) > webhook.POLICY.deadline_seconds:
+            return
+        try:
+            session = self.store.get_session(call["session_id"])
+            if self.enqueue_webhook(webhook.event_for_call(call, session)):
+                log.info("webhook call.ended queued for session=%s", call["session_id"])
+        except StoreError as exc:
+            log.error("could not queue the call.ended webhook of session %s: %s", call["session_id"], exc.message)
 
     def get_current_time(self, timezone: str | None = None) -> dict[str, Any]:
         name = timezone or self.settings.business_timezone
@@ -577,10 +599,47 @@ class BackendAgent:
         except jobs.Retry as exc:
             jobs.fail(self.store, job["id"], str(exc), policy)
         else:
-            jobs.finish(self.store, job["id"], result)
+            if jobs.finish(self.store, job["id"], result) and job["kind"] == "summary":
+                session_id = job["payload"]["session_id"]
+                self.enqueue_webhook(webhook.event_for_summary(session_id, result))  # when configured
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         return self.store.job(job_id)
+
+    # ---- the end-of-call webhook (backend/postcall/webhook.py) --------------------------------------
+    def enqueue_webhook(self, event: dict[str, Any]) -> bool:
+        """Queue the delivery of `event` to WEBHOOK_URL, once: job `webhook:<type>:<session_id>`
+        (`webhook.job_id`). Returns True when queued now; False when it was queued before, or when
+        WEBHOOK_URL and WEBHOOK_SECRET are not both set (then nothing is queued). Raises StoreError.
+
+        The hook for the jobs that produce events: `end_call` queues `webhook.event_for_call`, and
+        the summary job, when a summary is ready, calls
+        `backend.enqueue_webhook(webhook.event_for_summary(session_id, result))`."""
+        if not webhook.enabled(self.settings):
+            return False
+        sid = event["data"]["session_id"]
+        payload = {"event": event, "session_id": sid}
+        return jobs.enqueue(self.store, webhook.job_id(event["type"], sid), webhook.KIND, payload)
+
+    def webhook_deliveries(
+        self, *, state: str | None = None, session_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Webhook deliveries newest queued first (`webhook.delivery_view`: state, attempts with
+        their errors, next attempt, delivered at); `state` is one of `webhook.STATES`. With
+        `session_id`, that call's events, looked up by their job ids (no walk over every job)."""
+        states = webhook.job_states(state)
+        if session_id is not None:
+            ids = dict.fromkeys(webhook.job_id(t, session_id) for t in webhook.EVENT_TYPES)
+            found = [(jid, job) for jid in ids if (job := self.store.job(jid)) is not None]
+            found = [(jid, job) for jid, job in found if states is None or job.get("state") in states]
+            found = sorted(found, key=lambda pair: pair[1].get("created", 0), reverse=True)[:limit]
+        else:
+            found = self.store.jobs_of_kind(webhook.KIND, states=states, limit=limit)
+        return [webhook.delivery_view(jid, job, self.store.events(JOBS, jid)) for jid, job in found]
+
+    def webhook_problems(self) -> list[str]:
+        """What is wrong with the webhook settings (for the worker to say at start), if anything."""
+        return webhook.problems(self.settings)
 
     # ---- the command line -----------------------------------------------------------------------
     def verify(self) -> dict[str, Any]:
@@ -602,4 +661,6 @@ class BackendAgent:
         return import_legacy(self.store, path)
 
 
+# ---- job handlers ---------------------------------------------------------------------------------
 JOB_HANDLERS["summary"] = (summary.run, summary.POLICY)
+JOB_HANDLERS[webhook.KIND] = (webhook.deliver, webhook.POLICY)

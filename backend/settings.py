@@ -62,6 +62,9 @@ SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
     ),
     ("TELEPHONY_USD_PER_MINUTE", "0", "Telephony rate per call minute, for the cost of a call."),
     ("LOG_LEVEL", "INFO", "Logging level."),
+    ("WEBHOOK_URL", None, "Where each ended call and summary is POSTed as a signed event (http:// or https://)."),
+    ("WEBHOOK_SECRET", None, "Standard Webhooks signing secret (whsec_ + base64); never logged."),
+    ("WEBHOOK_TIMEOUT_SECONDS", "10", "How long one webhook delivery attempt may take."),
 )
 
 
@@ -114,6 +117,9 @@ class Settings:
     model_prices: str | None
     telephony_usd_per_minute: float
     log_level: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
@@ -168,6 +174,9 @@ class Settings:
             model_prices=raw["MODEL_PRICES"],
             telephony_usd_per_minute=float(raw["TELEPHONY_USD_PER_MINUTE"]),
             log_level=raw["LOG_LEVEL"].upper(),
+            webhook_url=(raw["WEBHOOK_URL"] or "").strip() or None,
+            webhook_secret=(raw["WEBHOOK_SECRET"] or "").strip() or None,
+            webhook_timeout_seconds=float(raw["WEBHOOK_TIMEOUT_SECONDS"]),
         )
 
 

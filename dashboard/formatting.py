@@ -49,6 +49,22 @@ DISCLOSURE_LABELS = {
     "callback_number": "Callback number",
 }
 RECORDING_STATUS_LABELS = {"recording": "Recording", "completed": "Recorded", "failed": "Not recorded"}
+WEBHOOK_STATE_LABELS = {
+    "queued": "Queued",
+    "delivering": "Delivering",
+    "retrying": "Retrying",
+    "done": "Delivered",
+    "gave_up": "Gave up",
+    "skipped": "Skipped",
+}
+WEBHOOK_TYPE_LABELS = {"call.ended": "Call ended", "call.summary": "Summary"}
+ATTEMPT_OUTCOME_LABELS = {
+    "in_progress": "In progress",
+    "delivered": "Delivered",
+    "failed": "Failed",
+    "skipped": "Skipped",
+    "abandoned": "Worker stopped before answering",
+}
 VALUE_LABELS = {"debt_type": DEBT_TYPE_LABELS, "disclosures": DISCLOSURE_LABELS}
 HUMANISED_FIELDS = {"employment_status", "stage"}  # vocabularies without labels: underscores go
 NOT_STATED = "Not stated"
@@ -159,4 +175,7 @@ FILTERS = {
     "field_name": field_name,
     "category_label": lambda c: CATEGORY_LABELS.get(c, c),
     "outcome_label": lambda o: OUTCOME_LABELS.get(o, o or NONE),
+    "webhook_state": lambda s: WEBHOOK_STATE_LABELS.get(s, s or NONE),
+    "webhook_type": lambda t: WEBHOOK_TYPE_LABELS.get(t, t or NONE),
+    "attempt_outcome": lambda o: ATTEMPT_OUTCOME_LABELS.get(o, o or NONE),
 }

@@ -18,6 +18,7 @@ from backend.api.data import (
     CallParams,
     InformationParams,
     SessionParams,
+    WebhookParams,
     active_sessions,
     calls_ended_since,
     calls_page,
@@ -31,6 +32,7 @@ from backend.api.data import (
     session_recording,
     sessions_page,
     summary_page,
+    webhook_deliveries_page,
 )
 from backend.api.errors import ApiError
 from dashboard import formatting as fmt
@@ -47,6 +49,7 @@ LIVE_RECORDS = 100
 LIVE_CALLS = 50
 LIVE_TURNS = 100  # transcript items per live update; a page further behind catches up poll by poll
 EARLIER_CALLS = 20
+WEBHOOKS_PAGE = 100
 
 
 def summary_counts(backend: BackendAgent, zone: ZoneInfo) -> dict[str, Any]:
@@ -177,7 +180,14 @@ def session_page(backend: BackendAgent, session_id: str) -> dict[str, Any] | Non
         "conversation": conversation(detail["transcript"] or [], records),
         "after_call": after_call(detail["summary"], detail["call"]),
         "earlier": [s for s in earlier["sessions"] if s["session_id"] != session_id][:EARLIER_CALLS],
+        "webhooks": webhook_deliveries_page(backend, WebhookParams(session_id=session_id))["deliveries"],
     }
+
+
+def webhooks_page(backend: BackendAgent, params: WebhookParams) -> dict[str, Any]:
+    """The webhook deliveries, newest first (of the state chosen), each with its attempts."""
+    page = webhook_deliveries_page(backend, WebhookParams(state=params.state, limit=min(params.limit, WEBHOOKS_PAGE)))
+    return {"deliveries": page["deliveries"], "count": page["count"], "more": page["more"], "state": params.state}
 
 
 def session_changes(backend: BackendAgent, session_id: str, after_seq: int) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""The dashboard's routes: overview, a call's page, live updates, the CSV export, sign in/out."""
+"""The dashboard's routes: overview, a call's page, webhook deliveries, live updates, the CSV
+export, sign in/out."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 from backend.api.data import (
     CATEGORIES,
     OUTCOMES,
+    WEBHOOK_STATES,
+    WebhookParams,
     csv_response,
     get_backend,
     information_page,
     recording_file,
     recording_media_type,
+    webhook_params,
 )
-from backend.api.errors import envelope
+from backend.api.errors import ApiError, envelope
 from dashboard import login, pages
 from dashboard.query import ViewFilters, parse_filters, zone_named
 
@@ -101,6 +105,17 @@ def recording(session_id: str):
     if path is None:
         abort(404)
     return send_file(path, mimetype=recording_media_type(path), conditional=True, max_age=0)
+
+
+@bp.get("/webhooks")
+def webhooks():
+    """The end-of-call webhook's deliveries: state, attempts and their errors."""
+    try:
+        params, error = webhook_params(request.args, drop_empty=True), None
+    except ApiError as exc:
+        params, error = WebhookParams(), exc.message
+    data = pages.webhooks_page(get_backend(), params)
+    return render_template("dashboard/webhooks.html", data=data, states=WEBHOOK_STATES, error=error)
 
 
 @bp.get("/live")

@@ -212,6 +212,7 @@ def test_health_and_openapi_are_public(client):
         "/api/calls/{call_id}",
         "/api/dnc",
         "/api/webhooks/twilio/status",
+        "/api/webhooks/deliveries",
     } == set(spec["paths"])
 
 

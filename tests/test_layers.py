@@ -1,7 +1,7 @@
 """The house's arrows point only downward: agent -> backend functions -> store; API and
 dashboard -> backend functions (the dashboard through the API's page functions); CLI -> backend
-functions. No module under backend/store/ or backend/calls/ imports LiveKit or Flask, and no
-module-level imports form a loop. Read from the source with `ast`, so a new file is checked too."""
+functions. No module under backend/store/, backend/calls/ or backend/postcall/ imports LiveKit or
+Flask, and no module-level imports form a loop. Read from the source with `ast`, so a new file is checked too."""
 
 from __future__ import annotations
 
@@ -105,9 +105,17 @@ FORBIDDEN = [
     (("backend.api", "backend.api_server"), ("backend.voice", "livekit", "telephony_agent"), True),
     (("backend.voice", "telephony_agent"), ("flask", "backend.api", "dashboard"), False),
     (("backend.provision",), ("flask", "livekit.agents", "backend.api", "backend.voice", "dashboard"), False),
+    # after the call: jobs, summaries, webhooks run in a worker with neither Flask nor LiveKit; they
+    # are handed the backend functions (never import them at module level: a loop)
+    (
+        ("backend.postcall",),
+        ("livekit", "flask", "backend.livekit", "backend.api", "backend.voice", "dashboard", "telephony_agent"),
+        False,
+    ),
+    (("backend.postcall",), ("backend.backend_agent",), True),
 ]
 # Who may reach the store beyond its vocabulary (backend.store.records): the backend functions,
-# the call rules and post-call jobs they use, and LiveKit's dispatch (handed the store by them).
+# the call rules and durable jobs they use, and LiveKit's dispatch (each handed the store by them).
 STORE_USERS = (
     "backend.store",
     "backend.backend_agent",

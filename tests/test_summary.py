@@ -184,3 +184,21 @@ def test_the_session_api_shows_the_summary_lead_qualification_and_cost(backend, 
     shown = detail["summary"]
     assert (shown["state"], shown["summary"], shown["lead"]) == ("done", REPLY["summary"], LEAD)
     assert shown["rule"]["qualified"] is True and shown["disagreement"] is False
+
+
+def test_a_ready_summary_is_queued_for_the_webhook(data_dir, rest):
+    env = {
+        "DATA_DIR": str(data_dir),
+        "GOOGLE_API_KEY": "k",
+        "STORE_FSYNC": "0",
+        "WEBHOOK_URL": "http://127.0.0.1:9/hook",
+        "WEBHOOK_SECRET": "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
+    agent = BackendAgent(settings=Settings.from_env(env, dotenv=False))
+    ended_call(agent)
+    rest.say(REPLY)
+    agent.run_jobs(kinds=("summary",))
+    queued = agent.job("webhook:call.summary:s1")
+    assert queued is not None and queued["payload"]["event"]["type"] == "call.summary"
+    assert queued["payload"]["event"]["data"]["summary"]["summary"] == REPLY["summary"]
+    agent.close()

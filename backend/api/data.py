@@ -18,8 +18,16 @@ from backend.api import get_backend
 from backend.api.auth import check_token
 from backend.api.errors import ApiError
 from backend.api.formats import csv_response
-from backend.api.params import CallParams, InformationParams, SessionParams, decode_cursor, encode_cursor
-from backend.backend_agent import BackendAgent
+from backend.api.params import (
+    CallParams,
+    InformationParams,
+    SessionParams,
+    WebhookParams,
+    decode_cursor,
+    encode_cursor,
+    webhook_params,
+)
+from backend.backend_agent import WEBHOOK_STATES, BackendAgent
 from backend.calls.numbers import caller_filter_number
 from backend.calls.recording import media_type
 from backend.store.records import CATEGORIES, OUTCOMES, epoch, parse_iso
@@ -27,10 +35,12 @@ from backend.store.records import CATEGORIES, OUTCOMES, epoch, parse_iso
 __all__ = [  # the pages, what only the dashboard shows, and what is passed on for it
     "CATEGORIES",
     "OUTCOMES",
+    "WEBHOOK_STATES",
     "BackendAgent",
     "CallParams",
     "InformationParams",
     "SessionParams",
+    "WebhookParams",
     "active_sessions",
     "caller_filter_number",
     "calls_ended_since",
@@ -53,6 +63,8 @@ __all__ = [  # the pages, what only the dashboard shows, and what is passed on f
     "summary_page",
     "transcript_page",
     "transcript_text",
+    "webhook_deliveries_page",
+    "webhook_params",
 ]
 
 
@@ -179,6 +191,15 @@ def summary_page(backend: BackendAgent, recent: int = 10) -> dict[str, Any]:
     """Totals, counts by category and outcome, the `recent` newest records and call logs, and
     `last_seq` (the newest seq written, for following the store with `after_seq`)."""
     return backend.summary(recent=recent)
+
+
+def webhook_deliveries_page(backend: BackendAgent, p: WebhookParams) -> dict[str, Any]:
+    """`{"deliveries": [newest queued first], "count": n, "more": bool}`: the newest `limit`
+    webhook deliveries (of `state`, of `session_id`), each with its attempts. No cursor: `more`
+    says older ones match too (raise `limit`, up to 1000, or narrow the filter)."""
+    found = backend.webhook_deliveries(state=p.state, session_id=p.session_id, limit=p.limit + 1)
+    deliveries = found[: p.limit]
+    return {"deliveries": deliveries, "count": len(deliveries), "more": len(found) > p.limit}
 
 
 # ---- what only the dashboard shows (its cards, calls in progress and live updates) ----------

@@ -10,6 +10,8 @@ from backend.api.params import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, STATUSES
 from backend.api.test_function import FUNCTIONS
 from backend.calls.outbound import STATES as OUTBOUND_STATES
 from backend.calls.recording import STATUSES as RECORDING_STATUSES
+from backend.postcall.webhook import EVENT_TYPES as WEBHOOK_EVENT_TYPES
+from backend.postcall.webhook import STATES as WEBHOOK_STATES
 from backend.store.records import CATEGORIES, END_REASONS, OUTCOMES, schema
 
 
@@ -275,6 +277,72 @@ SCHEMAS: dict[str, Any] = {
     | {"description": "The backend function's own result, passed through unchanged."},
 }
 
+# ---- the end-of-call webhook: its deliveries (GET /api/webhooks/deliveries) and its events ----------
+SCHEMAS["WebhookAttempt"] = _obj(
+    ["attempt", "started_at", "ended_at", "outcome", "error", "worker", "status", "response_ms"],
+    attempt={"type": "integer", "minimum": 1},
+    started_at=TIMESTAMP,
+    ended_at=NULLABLE_TS,
+    outcome={
+        "enum": ["in_progress", "delivered", "failed", "skipped", "abandoned"],
+        "description": "abandoned: the worker stopped before it could record an answer (its claim ran out).",
+    },
+    error={"type": ["string", "null"], "description": "e.g. HTTP 500 from receiver, timed out after 10 s."},
+    worker={"type": ["string", "null"], "description": "host:pid of the worker that made the attempt."},
+    status={"type": ["integer", "null"], "description": "The receiver's HTTP status, when it was 2xx."},
+    response_ms={"type": ["number", "null"], "minimum": 0},
+)
+SCHEMAS["WebhookDelivery"] = _obj(
+    [
+        "job_id",
+        "event_id",
+        "type",
+        "session_id",
+        "state",
+        "attempts",
+        "last_error",
+        "queued_at",
+        "next_attempt_at",
+        "delivered_at",
+        "history",
+    ],
+    job_id={"type": "string"},
+    event_id={"type": ["string", "null"], "description": "The webhook-id header: the same at every attempt."},
+    type={"enum": [*WEBHOOK_EVENT_TYPES, None]},
+    session_id={"type": ["string", "null"]},
+    state={"enum": list(WEBHOOK_STATES)},
+    attempts={"type": "integer", "minimum": 0},
+    last_error={"type": ["string", "null"]},
+    queued_at=NULLABLE_TS,
+    next_attempt_at=NULLABLE_TS,
+    delivered_at=NULLABLE_TS,
+    response_status={"type": ["integer", "null"]},
+    response_ms={"type": ["number", "null"], "minimum": 0},
+    history={"type": "array", "items": _ref("WebhookAttempt"), "description": "Every attempt, oldest first."},
+)
+SCHEMAS["WebhookDeliveriesPage"] = _obj(
+    ["deliveries", "count", "more"],
+    deliveries={"type": "array", "items": _ref("WebhookDelivery"), "maxItems": MAX_LIMIT},
+    count={"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+    more={"type": "boolean", "description": "Older deliveries match too (there is no cursor: raise limit)."},
+)
+SCHEMAS["WebhookEvent"] = _obj(
+    ["id", "type", "timestamp", "data"],
+    id={"type": "string", "description": "evt_call_<session_id> or evt_summary_<session_id>; also webhook-id."},
+    type={"enum": list(WEBHOOK_EVENT_TYPES)},
+    timestamp=TIMESTAMP,
+    data={
+        "oneOf": [
+            _obj(
+                ["session_id", "call", "session"],
+                session_id={"type": "string"},
+                call=_ref("Call"),
+                session=_ref("Session"),
+            ),
+            _obj(["session_id", "summary"], session_id={"type": "string"}, summary={"type": "object"}),
+        ]
+    },
+) | {"description": "What WEBHOOK_URL receives: call.ended (the call log and session) or call.summary."}
 
 _TEXT = {"type": ["string", "null"], "minLength": 1}
 _ARGUMENTS: dict[str, tuple[list[str], dict[str, Any]]] = {
@@ -557,6 +625,48 @@ def _sip_paths() -> dict[str, Any]:
     }
 
 
+def _webhook_paths() -> dict[str, Any]:
+    """The end-of-call webhook's deliveries (bearer token, unlike the Twilio callback beside it)."""
+    return {
+        "/api/webhooks/deliveries": _get(
+            "The end-of-call webhook's deliveries, newest first, each with its attempts and their errors",
+            _json("WebhookDeliveriesPage", "The newest `limit` deliveries."),
+            [
+                _param("state", {"enum": list(WEBHOOK_STATES)}, "Only deliveries in this state."),
+                _param("session_id", {"type": "string", "minLength": 1, "maxLength": 128}, "Only this call's events."),
+                _param(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                    "How many (there is no cursor).",
+                ),
+            ],
+        )
+    }
+
+
+def _outgoing_webhooks() -> dict[str, Any]:
+    """What we send to WEBHOOK_URL (OpenAPI 3.1 `webhooks`), signed per Standard Webhooks."""
+    header = {"type": "string", "minLength": 1}
+    op = {
+        "summary": "An ended call (call.ended) or its summary (call.summary), signed per Standard Webhooks",
+        "parameters": [
+            _param("webhook-id", header, "The event id: the same at every attempt.", "header", required=True),
+            _param("webhook-timestamp", header, "Unix seconds of this attempt.", "header", required=True),
+            _param(
+                "webhook-signature",
+                header,
+                "v1,<base64 HMAC-SHA256 of id.timestamp.body with WEBHOOK_SECRET>.",
+                "header",
+                required=True,
+            ),
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("WebhookEvent")}}},
+        "responses": {"2XX": {"description": "Received; any other answer (or none in time) is retried."}},
+        "security": [],
+    }
+    return {"callEvent": {"post": op}}
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return {
@@ -569,7 +679,8 @@ def openapi_document() -> dict[str, Any]:
             "callback (checked by its X-Twilio-Signature) needs `Authorization: Bearer <token>`. Errors have the body "
             '`{"error": {"code", "message"}}`.',
         },
-        "paths": _paths(),
+        "paths": _paths() | _webhook_paths(),
+        "webhooks": _outgoing_webhooks(),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from werkzeug.datastructures import MultiDict
 
 from backend.api.errors import ApiError
+from backend.backend_agent import WEBHOOK_STATES
 from backend.store.records import CATEGORIES, OUTCOMES
 
 DEFAULT_LIMIT = 100
@@ -52,6 +53,13 @@ class SessionParams:
     missing_disclosure: bool | None = None
     limit: int = DEFAULT_LIMIT
     before_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class WebhookParams:
+    state: str | None = None
+    session_id: str | None = None
+    limit: int = DEFAULT_LIMIT
 
 
 @dataclass(frozen=True)
@@ -228,3 +236,17 @@ def call_params(args: Mapping | MultiDict, *, drop_empty: bool = False) -> CallP
     if "after_seq" in out:
         raise ApiError(400, "bad_cursor", "cursor is not one this route gave out; start again without it.")
     return CallParams(**out)
+
+
+def webhook_params(args: Mapping | MultiDict, *, drop_empty: bool = False) -> WebhookParams:
+    """`GET /api/webhooks/deliveries`: state, session_id, limit (the newest `limit`; no cursor)."""
+    args = args if isinstance(args, MultiDict) else MultiDict(args)
+    one = _single(args, ("state", "session_id", "limit"), drop_empty)
+    out: dict = {}
+    if "state" in one:
+        out["state"] = choice(one["state"], "state", WEBHOOK_STATES)
+    if "session_id" in one:
+        out["session_id"] = text(one["session_id"], "session_id", 128)
+    if "limit" in one:
+        out["limit"] = integer(one["limit"], "limit", 1, MAX_LIMIT, "invalid_limit")
+    return WebhookParams(**out)

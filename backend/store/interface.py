@@ -447,11 +447,24 @@ class Store(ABC):
         """A durable job's latest state (`backend/postcall/jobs.py`), with its result; None if unknown."""
         index = self._read()
         job = index.jobs.get(job_id)
-        if job is None:
-            return None
-        out = {k: v for k, v in job.items() if k != "result_off"}
-        if "result_off" in job:
-            out["result"] = index.fetch(job["result_off"])["data"]["result"]
+        return None if job is None else _job_view(index, job)
+
+    def jobs_of_kind(
+        self, kind: str, *, states: Iterable[str] | None = None, limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The newest `limit` jobs of `kind` (in `states`, when given), newest queued first, as
+        `(job id, latest state with its result)`. Reads the index's job states, not the journal
+        (only the results of the jobs returned); a filter that matches few jobs walks them all."""
+        index = self._read()
+        wanted = set(states) if states is not None else None
+        out: list[tuple[str, dict[str, Any]]] = []
+        for job_id in reversed(index.jobs):  # in the order they were queued
+            job = index.jobs[job_id]
+            if job.get("kind") != kind or (wanted is not None and job.get("state") not in wanted):
+                continue
+            out.append((job_id, _job_view(index, job)))
+            if len(out) >= limit:
+                break
         return out
 
     def sessions_with_call_logs(self) -> list[str]:
@@ -526,6 +539,13 @@ class Store(ABC):
         index = self._read()
         s["events"], s["transcript_turns"] = index.event_count, index.turn_count
         return s
+
+
+def _job_view(index: Index, job: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in job.items() if k != "result_off"}
+    if "result_off" in job:
+        out["result"] = index.fetch(job["result_off"])["data"]["result"]
+    return out
 
 
 def _seq_of(state) -> int:
