@@ -14,8 +14,8 @@ def get_backend() -> BackendAgent:
 
 
 def register_blueprints(app: Flask) -> None:
-    from backend.api import calls, health, information, sessions, sip_routes, summary, test_function
+    from backend.api import analytics, calls, health, information, sessions, sip_routes, summary, test_function
 
-    for module in (health, information, sessions, calls, summary, test_function, sip_routes):
+    for module in (health, information, sessions, calls, summary, analytics, test_function, sip_routes):
         app.register_blueprint(module.bp)
     app.register_blueprint(sip_routes.webhook_bp)
