@@ -1,4 +1,5 @@
-"""The dashboard's routes: overview, a call's page, live updates, the CSV export, sign in/out."""
+"""The dashboard's routes: overview, a call's page, live updates, the CSV export, analytics,
+sign in/out."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Iterator
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from backend.api.data import CATEGORIES, OUTCOMES, csv_response, get_backend, information_page
-from backend.api.errors import envelope
+from backend.api.data import CATEGORIES, OUTCOMES, analytics_params, csv_response, get_backend, information_page
+from backend.api.errors import ApiError, envelope
+from dashboard import analytics as analytics_data
 from dashboard import login, pages
 from dashboard.query import ViewFilters, parse_filters, zone_named
 
@@ -16,7 +18,7 @@ bp = Blueprint(
 )
 
 PUBLIC = {"dashboard.login", "dashboard.static"}
-JSON_ROUTES = {"dashboard.live"}
+JSON_ROUTES = {"dashboard.live", "dashboard.analytics_json"}
 EXPORT_PAGE = 1000
 EXPORT_MAX = 1_000_000
 CSP = (
@@ -116,6 +118,40 @@ def _all_records(f: ViewFilters) -> Iterator[dict]:
         if not page["next_cursor"]:
             return
         params = f.information_params(EXPORT_PAGE, before_seq=page["information"][-1]["seq"])
+
+
+def business_zone() -> str:
+    return current_app.extensions["dashboard"]["business_timezone"]
+
+
+@bp.get("/analytics")
+def analytics():
+    """The figures of a date range: cards and tables rendered here (readable without a script),
+    charts drawn by analytics.js from `analytics_json` for the same range."""
+    params, error = analytics_data.read_params(request.args, business_zone())
+    data = analytics_data.analytics(get_backend(), params)
+    query = {"since": params.since.isoformat(), "until": params.until.isoformat(), "tz": params.tz}
+    return render_template(
+        "dashboard/analytics.html",
+        a=data,
+        p=params,
+        error=error,
+        zones=analytics_data.zone_choices(params.tz, business_zone(), request.cookies.get("tz")),
+        quick=analytics_data.quick_ranges(params.tz),
+        query=query,
+        json_url=url_for("dashboard.analytics_json", **query),
+    )
+
+
+@bp.get("/analytics.json")
+def analytics_json():
+    """The analytics page's figures as JSON (what `GET /api/analytics` answers, with the texts
+    the page shows), for its charts."""
+    try:
+        params = analytics_params(request.args, business_zone(), drop_empty=True)
+    except ApiError as problem:
+        return envelope(problem.status, problem.code, problem.message)
+    return jsonify(analytics_data.analytics(get_backend(), params))
 
 
 @bp.route("/login", methods=["GET", "POST"], endpoint="login")
