@@ -315,6 +315,14 @@ def test_p90_is_the_nearest_rank():
     assert page["duration"] == {"average_seconds": 10.5, "p90_seconds": 18.0}  # 18 of the 20 took at most 18 s
 
 
+def test_an_outcome_outside_the_vocabulary_is_counted_too():
+    day = datetime(2026, 5, 10, tzinfo=UTC).timestamp()
+    figures = CallFigures([day, day + 1], ["qualified", "transferred"], [1.0, 2.0], [-1.0, -1.0], [False, False])
+    page = analytics_page(FiguresOnly(figures), AnalyticsParams(date(2026, 5, 10), date(2026, 5, 10), "UTC"))
+    assert page["outcomes"]["qualified"] == 1 and page["outcomes"]["transferred"] == 1
+    assert sum(page["outcomes"].values()) == page["totals"]["calls"] == 2
+
+
 def test_params_defaults_and_an_empty_form():
     today = date(2026, 3, 1)
     assert analytics_params({}, "America/Chicago", today=today) == AnalyticsParams(

@@ -215,12 +215,13 @@ def analytics_page(backend: BackendAgent, p: AnalyticsParams) -> dict[str, Any]:
                 "calls": hi - lo,
                 "qualified": outcome[lo:hi].count(QUALIFIED),
                 "missing_disclosures": sum(missing[lo:hi]),
-                "average_duration_seconds": _ratio(math.fsum(spans), len(spans), 1),
+                "average_duration_seconds": _ratio(sum(spans), len(spans), 1),
                 "p90_duration_seconds": _p90(spans),
             }
         )
-    counted = Counter(outcome)
-    outcomes = {o: counted.pop(o, 0) for o in OUTCOMES} | dict(counted)
+    outcomes = {o: outcome.count(o) for o in OUTCOMES}  # one pass in C each: faster than hashing every one
+    if sum(outcomes.values()) != n:  # an outcome the vocabulary no longer has (an old record)
+        outcomes |= {o: k for o, k in Counter(outcome).items() if o not in outcomes}
     qualified, conversations = outcomes[QUALIFIED], n - outcomes[NO_CONTACT]
     costs = [c for c in cost if c >= 0]
     total_cost = math.fsum(costs)
