@@ -4,8 +4,9 @@
 For each size: fill a fresh store folder (bench/fill.py: one call log per 10 information
 records, spread over the last 400 days, with varied durations, costs on most calls and a
 missing disclosure on some), build the app (`create_app`, which opens the store and indexes
-it: timed apart), then for each range time N sequential requests through Flask's test client
-(no network): the API route (bearer token) and the dashboard page (signed in, its server-side
+it: timed apart; then its heap is frozen out of the garbage collector's full collections, as a
+gunicorn worker's is), then for each range time N sequential requests through Flask's test
+client (no network): the API route (bearer token) and the dashboard page (signed in, its server-side
 render; its charts' JSON is the same function). The baseline, run in the same process on the
 same store, is what the figures would cost without the index columns: page through every call
 log of the range with `backend.query_calls` (1,000 a page), read each record and aggregate the
@@ -37,6 +38,7 @@ if str(ROOT) not in sys.path:
 
 from backend.api.params import AnalyticsParams  # noqa: E402
 from backend.api_server import create_app  # noqa: E402
+from backend.store import freeze_loaded_heap  # noqa: E402
 from backend.store.records import OUTCOMES, epoch  # noqa: E402
 from bench.fill import fill  # noqa: E402
 
@@ -128,6 +130,7 @@ def measure(size: int, runs: int, scan_runs: int) -> tuple[dict, list[dict]]:
         start = time.perf_counter()
         app = create_app({"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN], "STORE_FSYNC": False})
         open_s = time.perf_counter() - start
+        freeze_loaded_heap()  # as gunicorn.conf.py's post_worker_init does in every worker
         backend = app.extensions["backend"]
         api, page = app.test_client(), app.test_client()
         sign_in(page)
@@ -190,7 +193,7 @@ def main() -> int:
         args.sizes, args.runs, args.scan_runs = [20_000], 5, 2
     print(
         f"analytics bench: {TZ}, calls spread over {SPAN_DAYS} days, one call log per {PER_CALL} records; "
-        "Flask test client, sequential requests"
+        "Flask test client, sequential requests, heap frozen as in a gunicorn worker"
     )
     all_rows, ok = [], True
     for size in args.sizes:
