@@ -7,7 +7,15 @@ from collections.abc import Iterator
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from backend.api.data import CATEGORIES, OUTCOMES, analytics_params, csv_response, get_backend, information_page
+from backend.api.data import (
+    ANALYTICS_MAX_DAYS,
+    CATEGORIES,
+    OUTCOMES,
+    analytics_params,
+    csv_response,
+    get_backend,
+    information_page,
+)
 from backend.api.errors import ApiError, envelope
 from dashboard import analytics as analytics_data
 from dashboard import login, pages
@@ -140,6 +148,7 @@ def analytics():
         quick=analytics_data.quick_ranges(params.tz),
         query=query,
         json_url=url_for("dashboard.analytics_json", **query),
+        max_days=ANALYTICS_MAX_DAYS,
     )
 
 
