@@ -112,6 +112,25 @@ def money(amount: float | None) -> str:
     return f"${amount:,.0f}" if float(amount).is_integer() else f"${amount:,.2f}"
 
 
+def cost(amount: float | None) -> str:
+    """A call's cost: `$0.034` or `$0.75` under a dollar (calls cost cents), `$1,234.50` above."""
+    if amount is None:
+        return NONE
+    if abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    text = f"${amount:.3f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def count(n: int) -> str:
+    return f"{n:,}"
+
+
+def percent(share: float | None) -> str:
+    """0.4567 -> `45.7%`; None (nothing to divide by) -> an en dash."""
+    return NONE if share is None else f"{share * 100:.1f}%"
+
+
 def utc_text(timestamp: str | None) -> str:
     """The text shown before the browser's script localises a `<time>` element."""
     if not timestamp:
@@ -170,6 +189,9 @@ FILTERS = {
     "phone": phone,
     "duration": duration,
     "money": money,
+    "cost": cost,
+    "count": count,
+    "percent": percent,
     "utc_text": utc_text,
     "field_value": field_value,
     "field_name": field_name,

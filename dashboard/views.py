@@ -1,5 +1,5 @@
-"""The dashboard's routes: overview, a call's page, webhook deliveries, live updates, the CSV
-export, sign in/out."""
+"""The dashboard's routes: overview, a call's page, webhook deliveries, analytics, live updates,
+the CSV export, sign in/out."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, send_file, url_for
 
 from backend.api.data import (
+    ANALYTICS_MAX_DAYS,
     CATEGORIES,
     OUTCOMES,
     WEBHOOK_STATES,
     WebhookParams,
+    analytics_params,
     csv_response,
     get_backend,
     information_page,
@@ -20,6 +22,7 @@ from backend.api.data import (
     webhook_params,
 )
 from backend.api.errors import ApiError, envelope
+from dashboard import analytics as analytics_data
 from dashboard import login, pages
 from dashboard.query import ViewFilters, parse_filters, zone_named
 
@@ -28,7 +31,7 @@ bp = Blueprint(
 )
 
 PUBLIC = {"dashboard.login", "dashboard.static"}
-JSON_ROUTES = {"dashboard.live"}
+JSON_ROUTES = {"dashboard.live", "dashboard.analytics_json"}
 EXPORT_PAGE = 1000
 EXPORT_MAX = 1_000_000
 CSP = (
@@ -153,6 +156,41 @@ def _all_records(f: ViewFilters) -> Iterator[dict]:
         if not page["next_cursor"]:
             return
         params = f.information_params(EXPORT_PAGE, before_seq=page["information"][-1]["seq"])
+
+
+def business_zone() -> str:
+    return current_app.extensions["dashboard"]["business_timezone"]
+
+
+@bp.get("/analytics")
+def analytics():
+    """The figures of a date range: cards and tables rendered here (readable without a script),
+    charts drawn by analytics.js from `analytics_json` for the same range."""
+    params, error = analytics_data.read_params(request.args, business_zone())
+    data = analytics_data.analytics(get_backend(), params)
+    query = {"since": params.since.isoformat(), "until": params.until.isoformat(), "tz": params.tz}
+    return render_template(
+        "dashboard/analytics.html",
+        a=data,
+        p=params,
+        error=error,
+        zones=analytics_data.zone_choices(params.tz, business_zone(), request.cookies.get("tz")),
+        quick=analytics_data.quick_ranges(params.tz),
+        query=query,
+        json_url=url_for("dashboard.analytics_json", **query),
+        max_days=ANALYTICS_MAX_DAYS,
+    )
+
+
+@bp.get("/analytics.json")
+def analytics_json():
+    """The analytics page's figures as JSON (what `GET /api/analytics` answers, with the texts
+    the page shows), for its charts."""
+    try:
+        params = analytics_params(request.args, business_zone(), drop_empty=True)
+    except ApiError as problem:
+        return envelope(problem.status, problem.code, problem.message)
+    return jsonify(analytics_data.analytics(get_backend(), params))
 
 
 @bp.route("/login", methods=["GET", "POST"], endpoint="login")

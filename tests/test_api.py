@@ -203,6 +203,7 @@ def test_health_and_openapi_are_public(client):
         "/api/health",
         "/api/openapi.json",
         "/api/summary",
+        "/api/analytics",
         "/api/information",
         "/api/sessions",
         "/api/sessions/{session_id}",

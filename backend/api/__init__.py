@@ -14,8 +14,18 @@ def get_backend() -> BackendAgent:
 
 
 def register_blueprints(app: Flask) -> None:
-    from backend.api import calls, health, information, sessions, sip_routes, summary, test_function, webhooks
+    from backend.api import (
+        analytics,
+        calls,
+        health,
+        information,
+        sessions,
+        sip_routes,
+        summary,
+        test_function,
+        webhooks,
+    )
 
-    for module in (health, information, sessions, calls, summary, test_function, sip_routes, webhooks):
+    for module in (health, information, sessions, calls, summary, analytics, test_function, sip_routes, webhooks):
         app.register_blueprint(module.bp)
     app.register_blueprint(sip_routes.webhook_bp)

@@ -6,7 +6,16 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from backend.api.params import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, STATUSES
+from backend.api.params import (
+    ANALYTICS_DEFAULT_DAYS,
+    ANALYTICS_MAX_DAYS,
+    DEFAULT_LIMIT,
+    FIRST_DAY,
+    FORMATS,
+    LAST_DAY,
+    MAX_LIMIT,
+    STATUSES,
+)
 from backend.api.test_function import FUNCTIONS
 from backend.calls.outbound import STATES as OUTBOUND_STATES
 from backend.calls.recording import STATUSES as RECORDING_STATUSES
@@ -37,6 +46,79 @@ def _ref(name: str) -> dict[str, str]:
 
 def _obj(required: list[str], /, **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": props}
+
+
+def _analytics_schema() -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
+    share = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+    seconds = {"type": ["number", "null"], "minimum": 0}
+    usd = {"type": ["number", "null"], "minimum": 0}
+    day = {"type": "string", "format": "date"}
+    return _obj(
+        ["range", "totals", "per_day", "outcomes", "duration", "cost", "missing_disclosures"],
+        range=_obj(
+            ["since", "until", "tz", "days", "starts_at", "ends_before"],
+            since=day,
+            until=day,
+            tz={"type": "string"},
+            days={"type": "integer", "minimum": 1, "maximum": ANALYTICS_MAX_DAYS},
+            starts_at=TIMESTAMP | {"description": "The first instant of `since` in `tz`."},
+            ends_before=TIMESTAMP | {"description": "The first instant of the day after `until` in `tz`."},
+        ),
+        totals=_obj(
+            ["calls", "conversations", "qualified", "qualification_rate"],
+            calls=count,
+            conversations=count
+            | {"description": "Calls that reached someone to qualify: every outcome but no_contact."},
+            qualified=count,
+            qualification_rate=share | {"description": "qualified / conversations; null without conversations."},
+        ),
+        per_day={
+            "type": "array",
+            "description": "Every day of the range in `tz`, oldest first; days without calls have zeros.",
+            "items": _obj(
+                [
+                    "date",
+                    "calls",
+                    "qualified",
+                    "missing_disclosures",
+                    "average_duration_seconds",
+                    "p90_duration_seconds",
+                ],
+                date=day,
+                calls=count,
+                qualified=count,
+                missing_disclosures=count,
+                average_duration_seconds=seconds,
+                p90_duration_seconds=seconds,
+            ),
+        },
+        outcomes={
+            "type": "object",
+            "required": list(OUTCOMES),
+            "properties": {o: count for o in OUTCOMES},
+            "additionalProperties": count,
+            "description": "Calls per outcome; every outcome is listed.",
+        },
+        duration=_obj(
+            ["average_seconds", "p90_seconds"],
+            average_seconds=seconds,
+            p90_seconds=seconds | {"description": "Nearest rank: 90 % of the calls were no longer."},
+        ),
+        cost=_obj(
+            ["total_usd", "calls_with_cost", "calls_without_cost", "per_call_usd", "per_qualified_lead_usd"],
+            total_usd={"type": "number", "minimum": 0, "description": "Over the calls that have a cost."},
+            calls_with_cost=count,
+            calls_without_cost=count,
+            per_call_usd=usd | {"description": "total_usd / calls_with_cost; null without costs."},
+            per_qualified_lead_usd=usd | {"description": "total_usd / qualified; null without costs or leads."},
+        ),
+        missing_disclosures=_obj(
+            ["calls", "share"],
+            calls=count | {"description": "Calls whose agent did not give a required disclosure in time."},
+            share=share | {"description": "Of all calls; null without calls."},
+        ),
+    ) | {"description": "Every null is a figure whose denominator is zero."}
 
 
 SCHEMAS: dict[str, Any] = {
@@ -220,6 +302,7 @@ SCHEMAS: dict[str, Any] = {
         recent_calls={"type": "array", "items": _ref("Call"), "maxItems": 10},
         last_seq={"type": "integer", "minimum": 0},
     ),
+    "Analytics": _analytics_schema(),
     "CallRequest": _obj(
         ["phone_number"],
         phone_number=E164,
@@ -534,8 +617,32 @@ def _paths() -> dict[str, Any]:
             ],
             extra=("404",),
         ),
+        "/api/analytics": _get(
+            "Figures of the calls that ended in a date range, from the store's index",
+            _json("Analytics", "The figures."),
+            _analytics_params(),
+        ),
         "/api/test_function": {"post": test_function},
     } | _sip_paths()
+
+
+def _analytics_params() -> list[dict[str, Any]]:
+    day = {"type": "string", "format": "date"}
+    bounds = f"(YYYY-MM-DD, {FIRST_DAY} to {LAST_DAY})"
+    return [
+        _param(
+            "since",
+            day,
+            f"First day, included, in tz {bounds}; default: {ANALYTICS_DEFAULT_DAYS - 1} days before until. "
+            f"At most {ANALYTICS_MAX_DAYS} days from since through until, and since <= until, else 400.",
+        ),
+        _param("until", day, f"Last day, included, in tz {bounds}; default: today in tz."),
+        _param(
+            "tz",
+            {"type": "string", "minLength": 1, "maxLength": 64},
+            "IANA time zone the days are counted in (e.g. America/Chicago); default: BUSINESS_TIMEZONE.",
+        ),
+    ]
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -12,6 +12,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
 
 from werkzeug.datastructures import MultiDict
 
@@ -27,6 +30,11 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
 )
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+ANALYTICS_DEFAULT_DAYS = 30
+ANALYTICS_MAX_DAYS = 366
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,19 @@ class CallParams:
     until: float | None = None
     limit: int = DEFAULT_LIMIT
     before_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class AnalyticsParams:
+    """Whole days `since` through `until` (both included) in the IANA time zone `tz`."""
+
+    since: date
+    until: date
+    tz: str
+
+    @property
+    def days(self) -> int:
+        return (self.until - self.since).days + 1
 
 
 # ---- single values ---------------------------------------------------------------------------
@@ -250,3 +271,53 @@ def webhook_params(args: Mapping | MultiDict, *, drop_empty: bool = False) -> We
     if "limit" in one:
         out["limit"] = integer(one["limit"], "limit", 1, MAX_LIMIT, "invalid_limit")
     return WebhookParams(**out)
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names this machine knows (read once)."""
+    return frozenset(available_timezones() | {"UTC"})
+
+
+def day(value: str, name: str) -> date:
+    """`YYYY-MM-DD` -> a date from FIRST_DAY to LAST_DAY."""
+    try:
+        if not _DATE.fullmatch(value):
+            raise ValueError("not YYYY-MM-DD")
+        out = date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, "invalid_date", f"{name} must be a date such as 2026-11-22.") from None
+    if not FIRST_DAY <= out <= LAST_DAY:
+        raise ApiError(400, "invalid_date", f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}.")
+    return out
+
+
+def time_zone(value: str, name: str = "tz") -> str:
+    if value not in time_zones():
+        raise ApiError(400, "invalid_tz", f"{name} must be an IANA time zone name such as America/Chicago.")
+    return value
+
+
+def analytics_params(
+    args: Mapping | MultiDict, default_tz: str, *, today: date | None = None, drop_empty: bool = False
+) -> AnalyticsParams:
+    """`GET /api/analytics`: since, until (dates, both included, in `tz`) and tz (default
+    `default_tz`, the business's). Without dates: the last 30 days up to today in that zone;
+    without `since`: the 30 days up to `until`; without `until`: up to today. since > until,
+    or more than 366 days, is a 400."""
+    args = args if isinstance(args, MultiDict) else MultiDict(args)
+    one = _single(args, ("since", "until", "tz"), drop_empty)
+    tz = time_zone(one["tz"]) if "tz" in one else default_tz
+    if today is None:
+        today = datetime.now(ZoneInfo(tz)).date()
+    until = day(one["until"], "until") if "until" in one else min(max(today, FIRST_DAY), LAST_DAY)
+    if "since" in one:
+        since = day(one["since"], "since")
+    else:
+        since = max(until - timedelta(days=ANALYTICS_DEFAULT_DAYS - 1), FIRST_DAY)
+    if since > until:
+        raise ApiError(400, "invalid_range", "since must be on or before until (today, when until is not given).")
+    params = AnalyticsParams(since, until, tz)
+    if params.days > ANALYTICS_MAX_DAYS:
+        raise ApiError(400, "range_too_long", f"The range may cover at most {ANALYTICS_MAX_DAYS} days.")
+    return params
