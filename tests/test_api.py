@@ -501,6 +501,8 @@ def test_test_function_bad_requests_use_the_envelope(client):
     assert_envelope(call(client, "end_call", reason=["completed"], caller_id="+1"), 400, "invalid_argument")
     assert_envelope(call(client, "get_shared_information", limit=True), 400, "invalid_argument")
     assert call(client, "end_call", reason="completed", caller_id="+1", duration_seconds=3).status_code == 200
+    assert call(client, "get_shared_information", limit=5.0).status_code == 200  # JSON's integer 5
+    assert_envelope(call(client, "get_shared_information", limit=5.5), 400, "invalid_argument")
 
 
 def test_unknown_paths_outside_the_api_are_not_enveloped(client):
