@@ -8,6 +8,7 @@ them and their refusals into the API's error envelope.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, current_app, request
@@ -28,6 +29,13 @@ webhook_bp = Blueprint("api_twilio_webhook", __name__, url_prefix="/api/webhooks
 
 TWILIO_KIND = "twilio_status"
 MAX_NOTE = 500
+# A removal's reason travels in the query string, and gunicorn refuses a request line over 4094
+# bytes (414): 300 characters fit even when each is 4 bytes of UTF-8, percent-encoded to 12.
+MAX_REASON = 300
+# A number as the API takes it: + and digits, with spaces, dashes, dots or brackets between them
+# if one likes. phonenumbers reads more (letters as on a keypad, an extension, trailing junk such
+# as "+12125551234*", which it drops), none of it a number to call or to list.
+_NUMBER_TEXT = re.compile(r"\+[0-9 ().\-]*")
 
 
 def _settings() -> Settings:
@@ -44,11 +52,22 @@ def _body(allowed: set[str]) -> dict[str, Any]:
     return body
 
 
-def _note(value: Any, name: str) -> str | None:
+def _number(value: Any) -> Any:
+    """`value` unchanged; 400 invalid_phone_number for a string with more than a number in it."""
+    if isinstance(value, str) and value.strip() and not _NUMBER_TEXT.fullmatch(value.strip()):
+        raise ApiError(
+            400,
+            "invalid_phone_number",
+            "The phone number must be in E.164 form: + and the digits (spaces, dashes, dots and brackets allowed).",
+        )
+    return value
+
+
+def _note(value: Any, name: str, max_len: int = MAX_NOTE) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > MAX_NOTE:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be a string of at most {MAX_NOTE} characters.")
+    if not isinstance(value, str) or len(value) > max_len:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a string of at most {max_len} characters.")
     return value.strip() or None
 
 
@@ -58,7 +77,7 @@ def place_call():
     body = _body({"phone_number"})
     try:
         call = outbound.place_call(
-            get_store(), _settings(), body.get("phone_number"), lock_dir=current_app.config["DATA_DIR"]
+            get_store(), _settings(), _number(body.get("phone_number")), lock_dir=current_app.config["DATA_DIR"]
         )
     except outbound.CallRefused as exc:
         headers = {"Retry-After": "30"} if exc.status in (429, 503) else {}
@@ -84,7 +103,7 @@ def _query_number() -> str:
         raw = "+" + raw.lstrip()
     if not raw:
         raise ApiError(400, "missing_phone_number", "The phone_number parameter is required.")
-    return raw
+    return _number(raw)
 
 
 @bp.get("/dnc")
@@ -100,7 +119,7 @@ def dnc_add():
     body = _body({"phone_number", "note"})
     note = _note(body.get("note"), "note")
     try:
-        entry, created = dnc.add(get_store(), body.get("phone_number") or "", source="api", note=note)
+        entry, created = dnc.add(get_store(), _number(body.get("phone_number")) or "", source="api", note=note)
     except InvalidPhoneNumber as exc:
         raise ApiError(400, "invalid_phone_number", str(exc)) from None
     return {"entry": entry, "created": created}, 201 if created else 200
@@ -109,7 +128,7 @@ def dnc_add():
 @bp.delete("/dnc")
 def dnc_remove():
     raw = _query_number()
-    reason = _note(request.args.get("reason"), "reason")
+    reason = _note(request.args.get("reason"), "reason", MAX_REASON)
     who = f"api ({request.remote_addr or 'unknown address'})"
     removed = dnc.remove(get_store(), raw, by=who, reason=reason)
     if removed is None:
