@@ -648,6 +648,9 @@ def test_test_function_passes_failures_through_with_400(client):
 def test_test_function_bad_requests_use_the_envelope(client):
     post = lambda **kw: client.post("/api/test_function", headers=AUTH, **kw)  # noqa: E731
     assert_envelope(post(data="{not json", content_type="application/json"), 400, "invalid_json")
+    nan = '{"function": "share_information", "arguments": {"information": "x", "category": "debt_info", '
+    nan += '"caller_id": "+1", "fields": {"note": NaN}}}'  # Python's json reads it; JSON has no NaN
+    assert_envelope(post(data=nan, content_type="application/json"), 400, "invalid_json")
     assert_envelope(post(json=["share_information"]), 400, "invalid_body")
     assert_envelope(post(json={"function": "end_call", "arguments": [1]}), 400, "invalid_body")
     assert_envelope(post(json={"function": "end_call", "extra": 1}), 400, "invalid_body")

@@ -10,6 +10,7 @@ function's arguments with the checks the function makes, so a well-formed call s
 from __future__ import annotations
 
 import inspect
+import json
 import types
 import typing
 
@@ -62,8 +63,15 @@ def _arguments(method, arguments: dict) -> dict:
     return out
 
 
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _body() -> tuple[str, dict]:
-    body = request.get_json(force=True, silent=True)
+    try:  # Python's json reads NaN and Infinity, which no store record may hold (it answered 500)
+        body = json.loads(request.get_data(cache=True), parse_constant=_not_json)
+    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+        body = None
     if body is None:
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
     if not isinstance(body, dict) or set(body) - {"function", "arguments"}:
