@@ -1,26 +1,13 @@
-"""Schemathesis hooks for tests/test_api_gunicorn.py: how to make a valid cursor.
+"""Schemathesis hooks for tests/test_api_gunicorn.py's run against a server without outbound
+calling configured.
 
-Cursors are opaque: only the server makes valid ones, so the OpenAPI document gives each
-route's cursor a custom format (`information-cursor`, ...) and these strategies make values of
-that format the way the server does. Any other string is rightly a 400 `bad_cursor`.
+Nothing else is needed any more: the OpenAPI document itself says what a well-formed request is,
+cursors included (each route's cursor parameter has a pattern matching exactly the cursors it
+gives out, so the custom cursor formats and their strategies that used to live here are gone).
+The no-hooks run in the same test file checks that.
 """
 
 import schemathesis
-from hypothesis import strategies as st
-
-from backend.api.params import encode_cursor
-
-_seq = st.integers(min_value=1, max_value=2**40)
-
-schemathesis.openapi.format(
-    "information-cursor",
-    st.one_of(
-        _seq.map(lambda n: encode_cursor("information", before=n)),
-        _seq.map(lambda n: encode_cursor("information", after=n)),
-    ),
-)
-schemathesis.openapi.format("sessions-cursor", _seq.map(lambda n: encode_cursor("sessions", before=n)))
-schemathesis.openapi.format("calls-cursor", _seq.map(lambda n: encode_cursor("calls", before=n)))
 
 
 @schemathesis.check

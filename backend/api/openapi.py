@@ -1,10 +1,25 @@
-"""The OpenAPI 3.1 description of every route, built from the same vocabularies the API checks
-(categories, outcomes, end reasons, limits), so the two cannot drift apart."""
+"""The OpenAPI 3.1 description of every route, built from the same vocabularies and rules the
+API checks, so the two cannot drift apart: the record shapes and each category's `fields` are
+the JSON Schemas of `backend/schemas/` themselves; categories, outcomes, end reasons, limits and
+time zones are the code's own lists; a cursor's pattern is computed from its encoding, and the
+pattern of a number to call from phonenumbers' metadata.
+
+The aim is that a request the document calls valid is one the server accepts (a fuzzer such as
+schemathesis, given only this document, finds no well-formed request refused) and a request it
+calls invalid is refused."""
 
 from __future__ import annotations
 
+import json
+import re._constants as sre  # the parser of `re` itself: the patterns below are Python's too
+import re._parser as sre_parse
+import zoneinfo
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
+
+import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 
 from backend.api.params import (
     ANALYTICS_DEFAULT_DAYS,
@@ -14,14 +29,18 @@ from backend.api.params import (
     FORMATS,
     LAST_DAY,
     MAX_LIMIT,
+    RFC3339_PATTERN,
     STATUSES,
+    cursor_pattern,
+    time_zones,
 )
+from backend.api.sip_routes import MAX_NOTE, MAX_REASON
 from backend.api.test_function import FUNCTIONS
 from backend.calls.outbound import STATES as OUTBOUND_STATES
 from backend.calls.recording import STATUSES as RECORDING_STATUSES
 from backend.postcall.webhook import EVENT_TYPES as WEBHOOK_EVENT_TYPES
 from backend.postcall.webhook import STATES as WEBHOOK_STATES
-from backend.store.records import CATEGORIES, END_REASONS, OUTCOMES, schema
+from backend.store.records import CATEGORIES, END_REASONS, MAX_INFORMATION_CHARS, OUTCOMES, SCHEMA_DIR, schema
 
 
 def _without_meta(document: dict[str, Any]) -> dict[str, Any]:
@@ -31,13 +50,211 @@ def _without_meta(document: dict[str, Any]) -> dict[str, Any]:
 LEAD = _without_meta(schema("lead"))
 TURN = _without_meta(schema("turn"))  # the store's own schema: the two cannot drift apart
 DISCLOSURE_KEYS = schema("fields/conversation_flow")["properties"]["disclosures"]["items"]["enum"]
+
 TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
 NULLABLE_TS = {"type": ["string", "null"], "pattern": TIMESTAMP["pattern"]}
+# What the do-not-call routes take: any number of this shape (one phonenumbers does not know is
+# kept as given: an opt-out must never be lost to number metadata).
 E164 = {
     "type": "string",
     "pattern": r"^\+[1-9][0-9]{6,14}$",
-    "description": "E.164, e.g. +12125551234; it must also be a valid number for its country.",
+    "description": "E.164, e.g. +12125551234 (spaces, dashes, dots and brackets between the digits are tolerated).",
 }
+MAX_FIELDS_CHARS = 4000  # backend.store refuses larger `fields` (compact JSON) with invalid_fields
+
+
+# ---- numbers to call -------------------------------------------------------------------------
+class _Automaton:
+    """A Thompson automaton over the digits, of a phonenumbers pattern (literals, classes, `\\d`,
+    groups, alternation and repetition are all those patterns use; anything else raises)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.edges: list[list[tuple[frozenset[str] | None, int]]] = [[]]  # None: an epsilon move
+        self._steps: dict[tuple[frozenset[int], str], frozenset[int]] = {}
+        self.accept = self._build(sre_parse.parse(pattern), 0)
+
+    def _state(self) -> int:
+        self.edges.append([])
+        return len(self.edges) - 1
+
+    def _move(self, state: int, chars: frozenset[str] | None) -> int:
+        target = self._state()
+        self.edges[state].append((chars, target))
+        return target
+
+    def _build(self, items: Any, state: int) -> int:
+        for op, av in items:
+            if op is sre.LITERAL:
+                state = self._move(state, frozenset(chr(av)))
+            elif op is sre.IN or op is sre.CATEGORY:
+                state = self._move(state, frozenset(_class_chars([(op, av)] if op is sre.CATEGORY else av)))
+            elif op is sre.SUBPATTERN:
+                state = self._build(av[-1], state)
+            elif op is sre.BRANCH:
+                ends = [self._build(branch, self._move(state, None)) for branch in av[1]]
+                state = self._state()
+                for end in ends:
+                    self.edges[end].append((None, state))
+            elif op is sre.MAX_REPEAT:
+                low, high, sub = av
+                for _ in range(low):
+                    state = self._build(sub, state)
+                end = self._state()
+                if high is sre.MAXREPEAT:
+                    self.edges[self._build(sub, state)].append((None, state))
+                else:
+                    for _ in range(high - low):
+                        self.edges[state].append((None, end))
+                        state = self._build(sub, state)
+                self.edges[state].append((None, end))
+                state = end
+            else:
+                raise ValueError(f"unsupported regular expression construct {op}")
+        return state
+
+    def closure(self, states: set[int]) -> frozenset[int]:
+        todo, seen = list(states), set(states)
+        while todo:
+            for chars, target in self.edges[todo.pop()]:
+                if chars is None and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return frozenset(seen)
+
+    def step(self, states: frozenset[int], digit: str) -> frozenset[int]:
+        key = (states, digit)
+        if key not in self._steps:
+            self._steps[key] = self.closure(
+                {t for s in states for chars, t in self.edges[s] if chars and digit in chars}
+            )
+        return self._steps[key]
+
+
+def _class_chars(items: Any) -> set[str]:
+    chars: set[str] = set()
+    for op, av in items:
+        if op is sre.LITERAL:
+            chars.add(chr(av))
+        elif op is sre.RANGE:
+            chars |= {chr(c) for c in range(av[0], av[1] + 1)}
+        elif op is sre.CATEGORY and av is sre.CATEGORY_DIGIT:
+            chars |= set("0123456789")
+        else:
+            raise ValueError(f"unsupported character class item {op}")
+    return chars
+
+
+def _within(pattern: str, other: str) -> bool:
+    """Whether every digit string `pattern` matches whole, `other` matches whole."""
+    a, b = _Automaton(pattern), _Automaton(other)
+    # `b` out of states while `a` is not: some string of `a` (every state reaches its accepting
+    # state) is not one of `b`
+    return all(sb and (b.accept in sb or a.accept not in sa) for sa, sb in _pairs(a, b))
+
+
+def _clear_of(pattern: str, prefix: str) -> bool:
+    """Whether no digit string `pattern` matches whole begins with a match of `prefix` (what
+    `re.match(prefix, number)` would find)."""
+    a, b = _Automaton(pattern), _Automaton(prefix)
+    return all(b.accept not in sb for _sa, sb in _pairs(a, b, while_b=True))
+
+
+def _pairs(a: _Automaton, b: _Automaton, *, while_b: bool = False) -> Iterator[tuple[frozenset[int], frozenset[int]]]:
+    """The states of both automata after each digit string that `a` can still complete (and,
+    `while_b`, that `b` can too)."""
+    start = (a.closure({0}), b.closure({0}))
+    seen, todo = {start}, [start]
+    while todo:
+        here = todo.pop()
+        yield here
+        if while_b and not here[1]:
+            continue
+        for digit in "0123456789":
+            there = (a.step(here[0], digit), b.step(here[1], digit))
+            if there[0] and there not in seen:
+                seen.add(there)
+                todo.append(there)
+
+
+_NUMBER_TYPES = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
+
+
+@cache
+def nanp_number_pattern() -> str:
+    """The North American (+1) numbers `backend.sip.normalize_e164` takes, as one pattern.
+
+    A number is valid to phonenumbers when the pattern of one of its types (fixed line, mobile,
+    toll free, ...) matches it, for the region the number resolves to. Each +1 region's type
+    patterns go in only when that is certain by construction, checked on the digit automata:
+    every number of the pattern has a length its type allows and fits the region's general
+    pattern; none begins with the national prefix (which parsing would strip); it begins with
+    the region's own leading digits, if it has any, and with none of the regions before it in
+    phonenumbers' order (which would claim it first). The few that fail (a Caribbean toll-free
+    range or two) are numbers the server takes but this pattern does not describe."""
+    regions = COUNTRY_CODE_TO_REGION_CODE[1]
+    national_prefix = PhoneMetadata.metadata_for_region(regions[0]).national_prefix_for_parsing
+    alternatives: list[str] = []
+    for position, region in enumerate(regions):
+        metadata = PhoneMetadata.metadata_for_region(region)
+        general = metadata.general_desc
+        earlier = [PhoneMetadata.metadata_for_region(r).leading_digits for r in regions[:position]]
+        for kind in _NUMBER_TYPES:
+            desc = getattr(metadata, kind)
+            pattern = desc.national_number_pattern if desc is not None else None
+            if not pattern or pattern in alternatives:
+                continue
+            lengths = set(desc.possible_length or general.possible_length) & set(general.possible_length)
+            if (
+                _within(pattern, "|".join(f"\\d{{{n}}}" for n in sorted(lengths)))
+                and _within(pattern, general.national_number_pattern)
+                and (not national_prefix or _clear_of(pattern, national_prefix))
+                and (not metadata.leading_digits or _within(pattern, f"(?:{metadata.leading_digits})\\d*"))
+                and all(_clear_of(pattern, digits) for digits in earlier if digits)
+            ):
+                alternatives.append(pattern)
+    return r"^\+1(?:" + "|".join(alternatives) + ")$"
+
+
+# ---- text the backend functions take ---------------------------------------------------------
+@cache
+def not_blank() -> str:
+    """A pattern a string matches when `str.strip()` leaves something of it: one character that
+    is not whitespace to Python, spelled out (`\\S` means three different things to Python,
+    ECMA-262 and the Rust validator)."""
+    runs: list[list[int]] = []
+    for code in range(0x110000):
+        if chr(code).isspace():
+            if runs and runs[-1][1] == code - 1:
+                runs[-1][1] = code
+            else:
+                runs.append([code, code])
+    return "[^" + "".join(f"\\u{a:04x}" + (f"-\\u{b:04x}" if b > a else "") for a, b in runs) + "]"
+
+
+def _text(max_len: int, *, nullable: bool = False) -> dict[str, Any]:
+    """A string the backend functions strip and then require non-empty (at most max_len long)."""
+    return {"type": ["string", "null"] if nullable else "string", "minLength": 1, "maxLength": max_len} | {
+        "pattern": not_blank()
+    }
+
+
+# ---- the record shapes: backend/schemas/ -------------------------------------------------------
+def _schema_file(name: str) -> dict[str, Any]:
+    """`backend/schemas/<name>.json` as an OpenAPI 3.1 schema object (they are JSON Schema 2020-12)."""
+    with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as fh:
+        schema = json.load(fh)
+    return {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -121,31 +338,17 @@ def _analytics_schema() -> dict[str, Any]:
     ) | {"description": "Every null is a figure whose denominator is zero."}
 
 
-SCHEMAS: dict[str, Any] = {
-    "Error": _obj(
-        ["error"],
-        error={
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "additionalProperties": False,
-        },
-    )
-    | {"additionalProperties": False},
-    "Information": _obj(
-        ["id", "seq", "session_id", "caller_id", "category", "information", "timestamp", "status"],
-        id={"type": "string"},
-        seq={"type": "integer", "minimum": 1},
-        session_id={"type": "string"},
-        caller_id={"type": "string"},
-        category={"enum": list(CATEGORIES)},
-        information={"type": "string", "minLength": 1, "maxLength": 2000},
-        fields={"type": "object", "description": "Structured data, checked against a JSON Schema per category."},
-        timestamp=TIMESTAMP,
-        status={"enum": ["received"]},
-    ),
-    "Session": _obj(
-        [
+def _record_schemas() -> dict[str, Any]:
+    information = _schema_file("information")
+    information["properties"]["fields"] = information["properties"]["fields"] | {
+        "description": "Structured data; new records are checked against their category's schema "
+        "(the Fields_<category> schemas)."
+    }
+    session = _schema_file("session")
+    session_view = {
+        "title": "Session",
+        "type": "object",
+        "required": [
             "session_id",
             "caller_id",
             "direction",
@@ -158,326 +361,370 @@ SCHEMAS: dict[str, Any] = {
             "outcome",
             "duration_seconds",
         ],
-        session_id={"type": "string"},
-        caller_id={"type": "string"},
-        direction={"enum": ["inbound", "outbound"]},
-        called_number={"type": ["string", "null"]},
-        started_at=TIMESTAMP,
-        ended_at=NULLABLE_TS,
-        status={"enum": list(STATUSES)},
-        information_count={"type": "integer", "minimum": 0},
-        end_reason={"enum": [*END_REASONS, None]},
-        outcome={"enum": [*OUTCOMES, None]},
-        duration_seconds={"type": ["number", "null"], "minimum": 0},
-        disclosures={"oneOf": [_ref("DisclosureEvidence"), {"type": "null"}]},
-    ),
-    "DisclosureEvidence": _obj(
-        ["required", "heard", "missing", "flagged"],
-        required={"type": "array", "items": {"enum": DISCLOSURE_KEYS}},
-        heard={
-            "type": "object",
-            "additionalProperties": {"type": "number", "minimum": 0},
-            "description": "Each disclosure heard in the agent's own words, and when (seconds from the call's start).",
-        },
-        missing={"type": "array", "items": {"enum": DISCLOSURE_KEYS}},
-        agent_turns_checked={"type": "integer", "minimum": 0},
-        flagged={"type": "boolean", "description": "A required disclosure was not heard within two agent turns."},
-    )
-    | {"description": "Checked from the agent's transcribed words, not from what the model claims."},
-    "Turn": TURN,
-    "Lead": LEAD,
-    "CallSummary": _obj(
-        ["state", "attempts"],
-        state={"enum": ["queued", "claimed", "retrying", "done", "skipped", "gave_up"]},
-        attempts={"type": "integer", "minimum": 0},
-        error={"type": ["string", "null"], "description": "The last failed attempt's error."},
-        reason={"type": ["string", "null"], "description": "Why it was skipped, e.g. `skipped: no key`."},
-        summary={"type": ["string", "null"], "description": "Three sentences at most."},
-        lead={"description": "The model's lead, kept as it came (see `lead_valid` and `errors`)."},
-        lead_valid={"type": "boolean", "description": "The lead meets the Lead schema."},
-        errors={"type": "array", "items": {"type": "string"}, "description": "What was wrong with the reply."},
-        rule={
-            "type": "object",
-            "description": "Our own qualification: unsecured debt against QUALIFY_MIN_UNSECURED_DEBT_USD.",
-            "properties": {
-                "qualified": {"type": "boolean"},
-                "unsecured_debt_usd": {"type": "number"},
-                "threshold_usd": {"type": "number"},
-                "reason": {"type": "string"},
-            },
-        },
-        model_decision={"enum": ["qualified", "not_qualified", "undecided", None]},
-        disagreement={"type": "boolean", "description": "The model's decision differs from the rule's."},
-        model={"type": "string"},
-        raw={"type": "string", "description": "A reply that was not JSON, as it came."},
-    ),
-    "Transcript": _obj(
-        ["session_id", "turns", "count"],
-        session_id={"type": "string"},
-        turns={"type": "array", "items": _ref("Turn"), "description": "In the order they were saved."},
-        count={"type": "integer", "minimum": 0},
-    ),
-    "Call": _obj(
-        ["id", "session_id", "caller_id", "reason", "outcome", "duration_seconds", "information_count", "ended_at"],
-        id={"type": "string"},
-        seq={"type": "integer", "minimum": 1},
-        session_id={"type": "string"},
-        caller_id={"type": "string"},
-        reason={"enum": list(END_REASONS)},
-        outcome={"enum": list(OUTCOMES)},
-        duration_seconds={"type": "number", "minimum": 0},
-        information_count={"type": "integer", "minimum": 0},
-        ended_at=TIMESTAMP,
-        details={"type": "object"},
-        missing_disclosures={
-            "type": "array",
-            "items": {"enum": DISCLOSURE_KEYS},
-            "description": "Once the disclosure check has run: the required disclosures not heard.",
-        },
-        cost=_without_meta(schema("call")["properties"]["cost"]),
-    ),
-    "Cursor": {"type": ["string", "null"], "description": "Pass as `cursor` for the next page; null at the end."},
-    "InformationPage": _obj(
-        ["information", "count", "next_cursor"],
-        information={"type": "array", "items": _ref("Information"), "maxItems": MAX_LIMIT},
-        count={"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
-        next_cursor=_ref("Cursor"),
-        next_after_seq={
-            "type": "integer",
-            "minimum": 0,
-            "description": "With after_seq: the after_seq of the next pull.",
-        },
-    ),
-    "SessionsPage": _obj(
-        ["sessions", "next_cursor"],
-        sessions={"type": "array", "items": _ref("Session")},
-        next_cursor=_ref("Cursor"),
-    ),
-    "Recording": _obj(
-        ["egress_id", "status", "location", "started_at", "ended_at", "error"],
-        egress_id={"type": ["string", "null"], "description": "LiveKit's egress id; null when it never started."},
-        status={"enum": list(RECORDING_STATUSES)},
-        location={"type": ["string", "null"], "description": "The file path or s3:// URL it is written to."},
-        started_at=NULLABLE_TS,
-        ended_at=NULLABLE_TS,
-        error={"type": ["string", "null"], "description": "Why it failed or did not start, in one sentence."},
-    ),
-    "SessionDetail": _obj(
-        ["session", "information", "call"],
-        session=_ref("Session"),
-        information={"type": "array", "items": _ref("Information"), "description": "Oldest first."},
-        call={"oneOf": [_ref("Call"), {"type": "null"}]},
-        transcript={"type": "array", "items": _ref("Turn"), "description": "The call's transcript, in order."},
-        recording={
-            "oneOf": [_ref("Recording"), {"type": "null"}],
-            "description": "The call's recording (RECORDING=on); null when none was started.",
-        },
-        summary={
-            "oneOf": [_ref("CallSummary"), {"type": "null"}],
-            "description": "The post-call summary and lead; null until the call has ended.",
-        },
-    ),
-    "CallsPage": _obj(
-        ["calls", "next_cursor"], calls={"type": "array", "items": _ref("Call")}, next_cursor=_ref("Cursor")
-    ),
-    "Summary": _obj(
-        [
-            "total_sessions",
-            "active_sessions",
-            "total_calls",
-            "total_information",
-            "by_category",
-            "by_outcome",
-            "recent_information",
-            "recent_calls",
-            "last_seq",
-        ],
-        total_sessions={"type": "integer", "minimum": 0},
-        active_sessions={"type": "integer", "minimum": 0},
-        total_calls={"type": "integer", "minimum": 0},
-        total_information={"type": "integer", "minimum": 0},
-        by_category={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
-        by_outcome={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
-        recent_information={"type": "array", "items": _ref("Information"), "maxItems": 10},
-        recent_calls={"type": "array", "items": _ref("Call"), "maxItems": 10},
-        last_seq={"type": "integer", "minimum": 0},
-    ),
-    "Analytics": _analytics_schema(),
-    "CallRequest": _obj(
-        ["phone_number"],
-        phone_number=E164,
-    )
-    | {"additionalProperties": False},
-    "OutboundCall": _obj(
-        ["id", "state", "phone_number", "created_at", "updated_at", "sip_status_code", "history"],
-        id={"type": "string"},
-        state={"enum": list(OUTBOUND_STATES)},
-        phone_number={"type": ["string", "null"]},
-        room={"type": ["string", "null"]},
-        session_id={"type": ["string", "null"]},
-        dispatch_id={"type": ["string", "null"]},
-        created_at=TIMESTAMP,
-        updated_at=TIMESTAMP,
-        dial_outcome={"enum": ["answered", "busy", "no_answer", "rejected", "failed", None]},
-        sip_status_code={"type": ["integer", "null"], "description": "The SIP status of a call not answered."},
-        sip_status={"type": ["string", "null"]},
-        end_reason={"enum": [*END_REASONS, None]},
-        twilio_status={"type": ["string", "null"]},
-        error={"type": ["string", "null"]},
-        stale={"type": "boolean", "description": "Failed because the agent stopped reporting."},
-        history={
-            "type": "array",
-            "items": _obj(["state", "at"], state={"enum": list(OUTBOUND_STATES)}, at=TIMESTAMP),
-        },
-    ),
-    "DncEntry": _obj(
-        ["phone_number", "added_at", "source"],
-        phone_number={"type": "string"},
-        added_at=TIMESTAMP,
-        source={"type": ["string", "null"], "description": "opt_out (during a call) or api."},
-        session_id={"type": ["string", "null"]},
-        note={"type": ["string", "null"]},
-    ),
-    "DncList": _obj(
-        ["dnc", "count"], dnc={"type": "array", "items": _ref("DncEntry")}, count={"type": "integer", "minimum": 0}
-    ),
-    "DncAddRequest": _obj(
-        ["phone_number"],
-        phone_number=E164,
-        note={"type": ["string", "null"], "maxLength": 500},
-    )
-    | {"additionalProperties": False},
-    "DncAdded": _obj(["entry", "created"], entry=_ref("DncEntry"), created={"type": "boolean"}),
-    "DncRemoved": _obj(["removed"], removed=_ref("DncEntry")),
-    "TwilioStatusRecorded": _obj(
-        ["recorded", "session_id", "call_id"],
-        recorded={"type": "boolean", "description": "false for a repeat of the status already recorded."},
-        session_id={"type": ["string", "null"]},
-        call_id={"type": ["string", "null"]},
-    ),
-    "TestFunctionRequest": {"oneOf": [_ref(f"TestFunction_{name}") for name in FUNCTIONS]},
-    "FunctionResult": _obj(["success"], success={"type": "boolean"})
-    | {"description": "The backend function's own result, passed through unchanged."},
-}
-
-# ---- the end-of-call webhook: its deliveries (GET /api/webhooks/deliveries) and its events ----------
-SCHEMAS["WebhookAttempt"] = _obj(
-    ["attempt", "started_at", "ended_at", "outcome", "error", "worker", "status", "response_ms"],
-    attempt={"type": "integer", "minimum": 1},
-    started_at=TIMESTAMP,
-    ended_at=NULLABLE_TS,
-    outcome={
-        "enum": ["in_progress", "delivered", "failed", "skipped", "abandoned"],
-        "description": "abandoned: the worker stopped before it could record an answer (its claim ran out).",
-    },
-    error={"type": ["string", "null"], "description": "e.g. HTTP 500 from receiver, timed out after 10 s."},
-    worker={"type": ["string", "null"], "description": "host:pid of the worker that made the attempt."},
-    status={"type": ["integer", "null"], "description": "The receiver's HTTP status, when it was 2xx."},
-    response_ms={"type": ["number", "null"], "minimum": 0},
-)
-SCHEMAS["WebhookDelivery"] = _obj(
-    [
-        "job_id",
-        "event_id",
-        "type",
-        "session_id",
-        "state",
-        "attempts",
-        "last_error",
-        "queued_at",
-        "next_attempt_at",
-        "delivered_at",
-        "history",
-    ],
-    job_id={"type": "string"},
-    event_id={"type": ["string", "null"], "description": "The webhook-id header: the same at every attempt."},
-    type={"enum": [*WEBHOOK_EVENT_TYPES, None]},
-    session_id={"type": ["string", "null"]},
-    state={"enum": list(WEBHOOK_STATES)},
-    attempts={"type": "integer", "minimum": 0},
-    last_error={"type": ["string", "null"]},
-    queued_at=NULLABLE_TS,
-    next_attempt_at=NULLABLE_TS,
-    delivered_at=NULLABLE_TS,
-    response_status={"type": ["integer", "null"]},
-    response_ms={"type": ["number", "null"], "minimum": 0},
-    history={"type": "array", "items": _ref("WebhookAttempt"), "description": "Every attempt, oldest first."},
-)
-SCHEMAS["WebhookDeliveriesPage"] = _obj(
-    ["deliveries", "count", "more"],
-    deliveries={"type": "array", "items": _ref("WebhookDelivery"), "maxItems": MAX_LIMIT},
-    count={"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
-    more={"type": "boolean", "description": "Older deliveries match too (there is no cursor: raise limit)."},
-)
-SCHEMAS["WebhookEvent"] = _obj(
-    ["id", "type", "timestamp", "data"],
-    id={"type": "string", "description": "evt_call_<session_id> or evt_summary_<session_id>; also webhook-id."},
-    type={"enum": list(WEBHOOK_EVENT_TYPES)},
-    timestamp=TIMESTAMP,
-    data={
-        "oneOf": [
-            _obj(
-                ["session_id", "call", "session"],
-                session_id={"type": "string"},
-                call=_ref("Call"),
-                session=_ref("Session"),
-            ),
-            _obj(["session_id", "summary"], session_id={"type": "string"}, summary={"type": "object"}),
-        ]
-    },
-) | {"description": "What WEBHOOK_URL receives: call.ended (the call log and session) or call.summary."}
-
-_TEXT = {"type": ["string", "null"], "minLength": 1}
-_ARGUMENTS: dict[str, tuple[list[str], dict[str, Any]]] = {
-    "share_information": (
-        ["information", "category", "caller_id"],
-        {
-            "information": {"type": "string", "minLength": 1, "maxLength": 2000},
-            "category": {"enum": list(CATEGORIES)},
-            "caller_id": {"type": "string", "minLength": 1, "maxLength": 64},
-            "session_id": _TEXT | {"maxLength": 128},
-            "fields": {"type": ["object", "null"]},
-        },
-    ),
-    "get_shared_information": (
-        [],
-        {
-            "category": {"enum": [*CATEGORIES, None]},
-            "caller_id": _TEXT | {"maxLength": 64},
-            "session_id": _TEXT | {"maxLength": 128},
-            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-        },
-    ),
-    "end_call": (
-        ["reason", "caller_id"],
-        {
-            "reason": {"enum": list(END_REASONS)},
-            "caller_id": {"type": "string", "minLength": 1, "maxLength": 64},
-            "duration_seconds": {"type": ["number", "null"], "minimum": 0, "exclusiveMaximum": 10**7},
-            "session_id": _TEXT | {"maxLength": 128},
-        },
-    ),
-    "get_current_time": (
-        [],
-        {
-            "timezone": {
-                "type": ["string", "null"],
-                "maxLength": 64,
-                "description": "IANA name; empty or null: BUSINESS_TIMEZONE.",
-            }
-        },
-    ),
-}
-for _name, (_required, _props) in _ARGUMENTS.items():
-    SCHEMAS[f"TestFunction_{_name}"] = {
-        "type": "object",
-        "required": ["function", *(["arguments"] if _required else [])],
-        "properties": {
-            "function": {"const": _name},
-            "arguments": {"type": "object", "required": _required, "properties": _props, "additionalProperties": False},
+        # the session start as stored, with what its records and call log add
+        "properties": {k: v for k, v in session["properties"].items() if k != "seq"}
+        | {
+            "ended_at": NULLABLE_TS,
+            "status": {"enum": list(STATUSES)},
+            "information_count": {"type": "integer", "minimum": 0},
+            "end_reason": {"enum": [*END_REASONS, None]},
+            "outcome": {"enum": [*OUTCOMES, None]},
+            "duration_seconds": {"type": ["number", "null"], "minimum": 0},
+            "disclosures": {"oneOf": [_ref("DisclosureEvidence"), {"type": "null"}]},
         },
         "additionalProperties": False,
     }
+    fields = {f"Fields_{category}": _schema_file(f"fields/{category}") for category in CATEGORIES}
+    return {"Information": information, "Session": session_view, "Call": _schema_file("call")} | fields
+
+
+def _argument_schemas() -> dict[str, Any]:
+    """`POST /api/test_function`: the body for each function, with exactly the arguments its
+    signature takes and the checks the function itself makes (so a well-formed call succeeds)."""
+    out: dict[str, Any] = {}
+    for category in CATEGORIES:
+        out[f"ShareInformation_{category}"] = _obj(
+            ["information", "category", "caller_id"],
+            information=_text(MAX_INFORMATION_CHARS),
+            category={"const": category},
+            caller_id=_text(64),
+            session_id=_text(128, nullable=True),
+            fields={
+                "oneOf": [_ref(f"Fields_{category}"), {"type": "null"}],
+                "description": f"At most {MAX_FIELDS_CHARS:,} characters as compact JSON (a larger "
+                "object is refused with invalid_fields, which a JSON Schema cannot say).",
+            },
+        ) | {"additionalProperties": False}
+    share = {
+        "oneOf": [_ref(f"ShareInformation_{category}") for category in CATEGORIES],
+        "discriminator": {
+            "propertyName": "category",
+            "mapping": {category: _ref(f"ShareInformation_{category}")["$ref"] for category in CATEGORIES},
+        },
+    }
+    arguments: dict[str, tuple[list[str], dict[str, Any]]] = {
+        "get_shared_information": (
+            [],
+            {
+                "category": {"enum": [*CATEGORIES, None]},
+                "caller_id": _text(64, nullable=True),
+                "session_id": _text(128, nullable=True),
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            },
+        ),
+        "end_call": (
+            ["reason", "caller_id"],
+            {
+                "reason": {"enum": list(END_REASONS)},
+                "caller_id": _text(64),
+                "duration_seconds": {"type": ["number", "null"], "minimum": 0, "exclusiveMaximum": 10**7},
+                "session_id": _text(128, nullable=True),
+            },
+        ),
+        "get_current_time": (
+            [],
+            {
+                "timezone": {
+                    "enum": [*sorted(zoneinfo.available_timezones()), "", None],
+                    "description": "An IANA name of this server's time zone database; empty or null: "
+                    "BUSINESS_TIMEZONE.",
+                }
+            },
+        ),
+    }
+    for name in FUNCTIONS:
+        if name == "share_information":
+            args, required = share, ["function", "arguments"]
+        else:
+            names, props = arguments[name]
+            args = _obj(names, **props) | {"additionalProperties": False}
+            required = ["function", *(["arguments"] if names else [])]
+        out[f"TestFunction_{name}"] = {
+            "type": "object",
+            "required": required,
+            "properties": {"function": {"const": name}, "arguments": args},
+            "additionalProperties": False,
+        }
+    out["TestFunctionRequest"] = {
+        "oneOf": [_ref(f"TestFunction_{name}") for name in FUNCTIONS],
+        "discriminator": {
+            "propertyName": "function",
+            "mapping": {name: _ref(f"TestFunction_{name}")["$ref"] for name in FUNCTIONS},
+        },
+    }
+    return out
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    """The end-of-call webhook: its deliveries (GET /api/webhooks/deliveries) and its events."""
+    schemas: dict[str, Any] = {}
+    schemas["WebhookAttempt"] = _obj(
+        ["attempt", "started_at", "ended_at", "outcome", "error", "worker", "status", "response_ms"],
+        attempt={"type": "integer", "minimum": 1},
+        started_at=TIMESTAMP,
+        ended_at=NULLABLE_TS,
+        outcome={
+            "enum": ["in_progress", "delivered", "failed", "skipped", "abandoned"],
+            "description": "abandoned: the worker stopped before it could record an answer (its claim ran out).",
+        },
+        error={"type": ["string", "null"], "description": "e.g. HTTP 500 from receiver, timed out after 10 s."},
+        worker={"type": ["string", "null"], "description": "host:pid of the worker that made the attempt."},
+        status={"type": ["integer", "null"], "description": "The receiver's HTTP status, when it was 2xx."},
+        response_ms={"type": ["number", "null"], "minimum": 0},
+    )
+    schemas["WebhookDelivery"] = _obj(
+        [
+            "job_id",
+            "event_id",
+            "type",
+            "session_id",
+            "state",
+            "attempts",
+            "last_error",
+            "queued_at",
+            "next_attempt_at",
+            "delivered_at",
+            "history",
+        ],
+        job_id={"type": "string"},
+        event_id={"type": ["string", "null"], "description": "The webhook-id header: the same at every attempt."},
+        type={"enum": [*WEBHOOK_EVENT_TYPES, None]},
+        session_id={"type": ["string", "null"]},
+        state={"enum": list(WEBHOOK_STATES)},
+        attempts={"type": "integer", "minimum": 0},
+        last_error={"type": ["string", "null"]},
+        queued_at=NULLABLE_TS,
+        next_attempt_at=NULLABLE_TS,
+        delivered_at=NULLABLE_TS,
+        response_status={"type": ["integer", "null"]},
+        response_ms={"type": ["number", "null"], "minimum": 0},
+        history={"type": "array", "items": _ref("WebhookAttempt"), "description": "Every attempt, oldest first."},
+    )
+    schemas["WebhookDeliveriesPage"] = _obj(
+        ["deliveries", "count", "more"],
+        deliveries={"type": "array", "items": _ref("WebhookDelivery"), "maxItems": MAX_LIMIT},
+        count={"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+        more={"type": "boolean", "description": "Older deliveries match too (there is no cursor: raise limit)."},
+    )
+    schemas["WebhookEvent"] = _obj(
+        ["id", "type", "timestamp", "data"],
+        id={"type": "string", "description": "evt_call_<session_id> or evt_summary_<session_id>; also webhook-id."},
+        type={"enum": list(WEBHOOK_EVENT_TYPES)},
+        timestamp=TIMESTAMP,
+        data={
+            "oneOf": [
+                _obj(
+                    ["session_id", "call", "session"],
+                    session_id={"type": "string"},
+                    call=_ref("Call"),
+                    session=_ref("Session"),
+                ),
+                _obj(["session_id", "summary"], session_id={"type": "string"}, summary={"type": "object"}),
+            ]
+        },
+    ) | {"description": "What WEBHOOK_URL receives: call.ended (the call log and session) or call.summary."}
+    return schemas
+
+
+def _schemas() -> dict[str, Any]:
+    """The components, built on first use (checking the pattern of numbers to call takes a moment)."""
+    schemas: dict[str, Any] = {
+        "Error": _obj(
+            ["error"],
+            error={
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                "additionalProperties": False,
+            },
+        )
+        | {"additionalProperties": False},
+    }
+    schemas |= _record_schemas()
+    schemas |= {
+        "Cursor": {
+            "type": ["string", "null"],
+            "description": "Pass as `cursor` for the next page; null at the end.",
+        },
+        "InformationPage": _obj(
+            ["information", "count", "next_cursor"],
+            information={"type": "array", "items": _ref("Information"), "maxItems": MAX_LIMIT},
+            count={"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+            next_cursor=_ref("Cursor"),
+            next_after_seq={
+                "type": "integer",
+                "minimum": 0,
+                "description": "With after_seq: the after_seq of the next pull.",
+            },
+        ),
+        "SessionsPage": _obj(
+            ["sessions", "next_cursor"],
+            sessions={"type": "array", "items": _ref("Session")},
+            next_cursor=_ref("Cursor"),
+        ),
+        "DisclosureEvidence": _obj(
+            ["required", "heard", "missing", "flagged"],
+            required={"type": "array", "items": {"enum": DISCLOSURE_KEYS}},
+            heard={
+                "type": "object",
+                "additionalProperties": {"type": "number", "minimum": 0},
+                "description": "Each disclosure heard in the agent's own words, and when (seconds from the start).",
+            },
+            missing={"type": "array", "items": {"enum": DISCLOSURE_KEYS}},
+            agent_turns_checked={"type": "integer", "minimum": 0},
+            flagged={"type": "boolean", "description": "A required disclosure was not heard within two agent turns."},
+        )
+        | {"description": "Checked from the agent's transcribed words, not from what the model claims."},
+        "Turn": TURN,
+        "Lead": LEAD,
+        "CallSummary": _obj(
+            ["state", "attempts"],
+            state={"enum": ["queued", "claimed", "retrying", "done", "skipped", "gave_up"]},
+            attempts={"type": "integer", "minimum": 0},
+            error={"type": ["string", "null"], "description": "The last failed attempt's error."},
+            reason={"type": ["string", "null"], "description": "Why it was skipped, e.g. `skipped: no key`."},
+            summary={"type": ["string", "null"], "description": "Three sentences at most."},
+            lead={"description": "The model's lead, kept as it came (see `lead_valid` and `errors`)."},
+            lead_valid={"type": "boolean", "description": "The lead meets the Lead schema."},
+            errors={"type": "array", "items": {"type": "string"}, "description": "What was wrong with the reply."},
+            rule={
+                "type": "object",
+                "description": "Our own qualification: unsecured debt against QUALIFY_MIN_UNSECURED_DEBT_USD.",
+                "properties": {
+                    "qualified": {"type": "boolean"},
+                    "unsecured_debt_usd": {"type": "number"},
+                    "threshold_usd": {"type": "number"},
+                    "reason": {"type": "string"},
+                },
+            },
+            model_decision={"enum": ["qualified", "not_qualified", "undecided", None]},
+            disagreement={"type": "boolean", "description": "The model's decision differs from the rule's."},
+            model={"type": "string"},
+            raw={"type": "string", "description": "A reply that was not JSON, as it came."},
+        ),
+        "Transcript": _obj(
+            ["session_id", "turns", "count"],
+            session_id={"type": "string"},
+            turns={"type": "array", "items": _ref("Turn"), "description": "In the order they were saved."},
+            count={"type": "integer", "minimum": 0},
+        ),
+        "Recording": _obj(
+            ["egress_id", "status", "location", "started_at", "ended_at", "error"],
+            egress_id={"type": ["string", "null"], "description": "LiveKit's egress id; null when it never started."},
+            status={"enum": list(RECORDING_STATUSES)},
+            location={"type": ["string", "null"], "description": "The file path or s3:// URL it is written to."},
+            started_at=NULLABLE_TS,
+            ended_at=NULLABLE_TS,
+            error={"type": ["string", "null"], "description": "Why it failed or did not start, in one sentence."},
+        ),
+        "SessionDetail": _obj(
+            ["session", "information", "call"],
+            session=_ref("Session"),
+            information={"type": "array", "items": _ref("Information"), "description": "Oldest first."},
+            call={"oneOf": [_ref("Call"), {"type": "null"}]},
+            transcript={"type": "array", "items": _ref("Turn"), "description": "The call's transcript, in order."},
+            recording={
+                "oneOf": [_ref("Recording"), {"type": "null"}],
+                "description": "The call's recording (RECORDING=on); null when none was started.",
+            },
+            summary={
+                "oneOf": [_ref("CallSummary"), {"type": "null"}],
+                "description": "The post-call summary and lead; null until the call has ended.",
+            },
+        ),
+        "Analytics": _analytics_schema(),
+        "CallsPage": _obj(
+            ["calls", "next_cursor"], calls={"type": "array", "items": _ref("Call")}, next_cursor=_ref("Cursor")
+        ),
+        "Summary": _obj(
+            [
+                "total_sessions",
+                "active_sessions",
+                "total_calls",
+                "total_information",
+                "by_category",
+                "by_outcome",
+                "recent_information",
+                "recent_calls",
+                "last_seq",
+            ],
+            total_sessions={"type": "integer", "minimum": 0},
+            active_sessions={"type": "integer", "minimum": 0},
+            total_calls={"type": "integer", "minimum": 0},
+            total_information={"type": "integer", "minimum": 0},
+            by_category={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            by_outcome={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            recent_information={"type": "array", "items": _ref("Information"), "maxItems": 10},
+            recent_calls={"type": "array", "items": _ref("Call"), "maxItems": 10},
+            last_seq={"type": "integer", "minimum": 0},
+        ),
+        "CallRequest": _obj(
+            ["phone_number"],
+            phone_number={
+                "type": "string",
+                "pattern": nanp_number_pattern(),
+                "description": "The number to call, in E.164 form, e.g. +12125551234. The server takes "
+                "any number phonenumbers knows as valid for its country (anything else is 400 "
+                "invalid_phone_number) and tolerates spaces, dashes, dots and brackets between "
+                "the digits; this pattern describes the North American (+1) numbers among them, "
+                f"generated from phonenumbers {phonenumbers.__version__} metadata.",
+            },
+        )
+        | {"additionalProperties": False},
+        "OutboundCall": _obj(
+            ["id", "state", "phone_number", "created_at", "updated_at", "sip_status_code", "history"],
+            id={"type": "string"},
+            state={"enum": list(OUTBOUND_STATES)},
+            phone_number={"type": ["string", "null"]},
+            room={"type": ["string", "null"]},
+            session_id={"type": ["string", "null"]},
+            dispatch_id={"type": ["string", "null"]},
+            created_at=TIMESTAMP,
+            updated_at=TIMESTAMP,
+            dial_outcome={"enum": ["answered", "busy", "no_answer", "rejected", "failed", None]},
+            sip_status_code={"type": ["integer", "null"], "description": "The SIP status of a call not answered."},
+            sip_status={"type": ["string", "null"]},
+            end_reason={"enum": [*END_REASONS, None]},
+            twilio_status={"type": ["string", "null"]},
+            error={"type": ["string", "null"]},
+            stale={"type": "boolean", "description": "Failed because the agent stopped reporting."},
+            history={
+                "type": "array",
+                "items": _obj(["state", "at"], state={"enum": list(OUTBOUND_STATES)}, at=TIMESTAMP),
+            },
+        ),
+        "DncEntry": _obj(
+            ["phone_number", "added_at", "source"],
+            phone_number={"type": "string"},
+            added_at=TIMESTAMP,
+            source={"type": ["string", "null"], "description": "opt_out (during a call) or api."},
+            session_id={"type": ["string", "null"]},
+            note={"type": ["string", "null"]},
+        ),
+        "DncList": _obj(
+            ["dnc", "count"],
+            dnc={"type": "array", "items": _ref("DncEntry")},
+            count={"type": "integer", "minimum": 0},
+        ),
+        "DncAddRequest": _obj(
+            ["phone_number"],
+            phone_number=E164,
+            note={"type": ["string", "null"], "maxLength": MAX_NOTE},
+        )
+        | {"additionalProperties": False},
+        "DncAdded": _obj(["entry", "created"], entry=_ref("DncEntry"), created={"type": "boolean"}),
+        "DncRemoved": _obj(["removed"], removed=_ref("DncEntry")),
+        "TwilioStatusRecorded": _obj(
+            ["recorded", "session_id", "call_id"],
+            recorded={"type": "boolean", "description": "false for a repeat of the status already recorded."},
+            session_id={"type": ["string", "null"]},
+            call_id={"type": ["string", "null"]},
+        ),
+        "FunctionResult": _obj(["success"], success={"type": "boolean"})
+        | {"description": "The backend function's own result, passed through unchanged."},
+    }
+    schemas |= _webhook_schemas()
+    return schemas | _argument_schemas()
 
 
 def _param(name: str, schema: dict, description: str, where: str = "query", **extra: Any) -> dict[str, Any]:
@@ -488,20 +735,22 @@ LIMIT = _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, 
 
 
 def _cursor(kind: str) -> dict[str, Any]:
-    """An opaque cursor; its custom format names the route that gave it out (a cursor from one
-    route is refused by another with 400 bad_cursor)."""
-    schema = {"type": "string", "minLength": 1, "maxLength": 200, "format": f"{kind}-cursor"}
+    """An opaque cursor, as the route gives it out: its pattern matches exactly the cursors of
+    this route (one from another route is refused with 400 bad_cursor)."""
+    schema = {"type": "string", "pattern": cursor_pattern(kind, after=kind == "information")}
     return _param("cursor", schema, "The next_cursor of the previous page (takes precedence over after_seq).")
 
 
 CALLER = _param("caller_id", {"type": "string", "minLength": 1, "maxLength": 64}, "Only this caller.")
-SINCE = _param("since", {"type": "string", "format": "date-time"}, "Only at or after this time (RFC 3339).")
-UNTIL = _param("until", {"type": "string", "format": "date-time"}, "Only at or before this time (RFC 3339).")
+# RFC 3339, with at most 9 digits of a second's fraction (the pattern is the one the server reads)
+_DATE_TIME = {"type": "string", "format": "date-time", "pattern": f"^{RFC3339_PATTERN}$"}
+SINCE = _param("since", _DATE_TIME, "Only at or after this time (RFC 3339).")
+UNTIL = _param("until", _DATE_TIME, "Only at or before this time (RFC 3339).")
 OUTCOME = _param("outcome", {"enum": list(OUTCOMES)}, "Only calls with this outcome.")
 INFO_PARAMS = [
     _param(
         "category",
-        {"type": "array", "items": {"enum": list(CATEGORIES)}, "maxItems": 5},
+        {"type": "array", "items": {"enum": list(CATEGORIES)}},
         "Only these categories (repeat the parameter).",
         style="form",
         explode=True,
@@ -576,9 +825,9 @@ def _paths() -> dict[str, Any]:
         "description": "The server and its store answer.",
         "content": {"application/json": {"schema": _obj(["status"], status={"const": "ok"})}},
     }
+    spec_ok = {"description": "This document.", "content": {"application/json": {"schema": {"type": "object"}}}}
     transcript_ok = _json("Transcript", "The transcript.")
     transcript_ok["content"]["text/plain"] = {"schema": {"type": "string"}}
-    spec_ok = {"description": "This document.", "content": {"application/json": {"schema": {"type": "object"}}}}
     return {
         "/api/health": _get("Liveness and store readiness", health_ok, public=True),
         "/api/openapi.json": _get("This OpenAPI description", spec_ok, public=True),
@@ -627,19 +876,22 @@ def _paths() -> dict[str, Any]:
 
 
 def _analytics_params() -> list[dict[str, Any]]:
-    day = {"type": "string", "format": "date"}
+    # years 1970-9998: the dates the server counts in (FIRST_DAY, LAST_DAY)
+    years = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+    day = {"type": "string", "format": "date", "pattern": years}
     bounds = f"(YYYY-MM-DD, {FIRST_DAY} to {LAST_DAY})"
     return [
         _param(
             "since",
             day,
             f"First day, included, in tz {bounds}; default: {ANALYTICS_DEFAULT_DAYS - 1} days before until. "
-            f"At most {ANALYTICS_MAX_DAYS} days from since through until, and since <= until, else 400.",
+            f"The two dates may come in either order; a range over {ANALYTICS_MAX_DAYS} days is cut to the "
+            f"{ANALYTICS_MAX_DAYS} days ending at its last day (the answer's `range` says which days it counts).",
         ),
         _param("until", day, f"Last day, included, in tz {bounds}; default: today in tz."),
         _param(
             "tz",
-            {"type": "string", "minLength": 1, "maxLength": 64},
+            {"enum": sorted(time_zones())},
             "IANA time zone the days are counted in (e.g. America/Chicago); default: BUSINESS_TIMEZONE.",
         ),
     ]
@@ -651,7 +903,6 @@ def _error(description: str) -> dict[str, Any]:
 
 def _sip_paths() -> dict[str, Any]:
     """Outbound calls, the do-not-call list and Twilio's status callback."""
-    number = {"type": "string", "minLength": 1, "maxLength": 64}
     place = {
         "summary": "Place an outbound call (gates in this order: 400, 403, 409, 429, 503)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CallRequest")}}},
@@ -675,8 +926,8 @@ def _sip_paths() -> dict[str, Any]:
     dnc_remove = {
         "summary": "Take a number off the do-not-call list (the removal is logged)",
         "parameters": [
-            _param("phone_number", number, "The number (E.164).", required=True),
-            _param("reason", {"type": "string", "maxLength": 500}, "Why it is removed (logged)."),
+            _param("phone_number", E164, "The number.", required=True),
+            _param("reason", {"type": "string", "maxLength": MAX_REASON}, "Why it is removed (logged)."),
         ],
         "responses": _responses(_json("DncRemoved", "Removed."), extra=("404",)),
     }
@@ -774,6 +1025,23 @@ def _outgoing_webhooks() -> dict[str, Any]:
     return {"callEvent": {"post": op}}
 
 
+# gunicorn's default limit_request_line: a longer request line never reaches the app
+MAX_REQUEST_LINE = 4094
+
+
+def _with_uri_too_long(paths: dict[str, Any]) -> dict[str, Any]:
+    """Any operation can be sent a request line (method, path and query) longer than gunicorn
+    reads; gunicorn answers that itself, with 414 and a small HTML page."""
+    too_long = {
+        "description": f"The request line is over {MAX_REQUEST_LINE} bytes (gunicorn's own page, not the envelope).",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["responses"]["414"] = too_long
+    return paths
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return {
@@ -786,10 +1054,10 @@ def openapi_document() -> dict[str, Any]:
             "callback (checked by its X-Twilio-Signature) needs `Authorization: Bearer <token>`. Errors have the body "
             '`{"error": {"code", "message"}}`.',
         },
-        "paths": _paths() | _webhook_paths(),
+        "paths": _with_uri_too_long(_paths() | _webhook_paths()),
         "webhooks": _outgoing_webhooks(),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": _schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

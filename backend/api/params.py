@@ -35,6 +35,7 @@ ANALYTICS_DEFAULT_DAYS = 30
 ANALYTICS_MAX_DAYS = 366
 FIRST_DAY = date(1970, 1, 1)
 LAST_DAY = date(9998, 12, 31)
+RFC3339_PATTERN = _RFC3339.pattern  # for the OpenAPI document: what `timestamp` reads
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,71 @@ def decode_cursor(kind: str, value: str) -> tuple[int | None, int | None]:
     return (seq, None) if key == "b" else (None, seq)
 
 
+_BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_CURSOR_DIGITS = 18  # every seq of up to 18 digits is below the 2**62 decode_cursor allows
+
+
+def cursor_pattern(kind: str, *, after: bool = False) -> str:
+    """A regular expression (ECMA-262 and Python alike) matching exactly the cursors that
+    `encode_cursor(kind, before=n)` (and with `after`, `encode_cursor(kind, after=n)`) gives for
+    a seq of up to 18 digits: what the OpenAPI document says a route's `cursor` is, so that a
+    client (or a fuzzer) can tell a well-formed cursor without asking the server.
+
+    The cursor is base64 of `{"k":"<kind>","b":<digits>}`; base64 turns each 3 bytes into 4
+    characters independently, so for every number of digits the encoding is a sequence of
+    groups, each from a small finite set of 2 to 4 characters."""
+    variants = [("b", b"123456789")] + ([("a", b"0123456789")] if after else [])
+    sequences = []
+    for key, first in variants:
+        prefix = json.dumps({"k": kind, key: 0}, separators=(",", ":")).encode()[:-2]  # `...,"b":`
+        for n in range(1, _CURSOR_DIGITS + 1):
+            leading = first if n == 1 else b"123456789"
+            positions = [bytes([c]) for c in prefix] + [leading] + [b"0123456789"] * (n - 1) + [b"}"]
+            sequences.append([_group_regex(_encode_group(positions[i : i + 3])) for i in range(0, len(positions), 3)])
+    return f"^{_alternatives(sequences)}$"
+
+
+def _encode_group(group: list[bytes]) -> set[str]:
+    """The unpadded base64url encodings of every choice of one byte per position (1 to 3)."""
+    out = {""}
+    for choices in group:
+        out = {s + chr(c) for s in out for c in choices}
+    return {base64.urlsafe_b64encode(s.encode("latin-1")).decode().rstrip("=") for s in out}
+
+
+def _group_regex(strings: set[str]) -> str:
+    """A regex matching exactly a set of equal-length strings: a character class per position,
+    branching only where the following characters differ."""
+    if not next(iter(strings)):
+        return ""
+    rests: dict[str, set[str]] = {}
+    for s in strings:
+        rests.setdefault(s[0], set()).add(s[1:])
+    by_rest: dict[str, set[str]] = {}
+    for first, rest in rests.items():
+        by_rest.setdefault(_group_regex(rest), set()).add(first)
+    alts = sorted(_char_class(chars) + rest for rest, chars in by_rest.items())
+    return alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})"
+
+
+def _char_class(chars: set[str]) -> str:
+    ordered = sorted(chars, key=_BASE64URL.index)
+    if len(ordered) == 1:
+        return ordered[0]
+    return "[" + "".join("\\-" if c == "-" else c for c in ordered) + "]"
+
+
+def _alternatives(sequences: list[list[str]]) -> str:
+    """One regex for several sequences of pieces, sharing their common leading pieces."""
+    if len(sequences) == 1:
+        return "".join(sequences[0])
+    heads: dict[str, list[list[str]]] = {}
+    for seq in sequences:
+        heads.setdefault(seq[0] if seq else "", []).append(seq[1:])
+    alts = [head + (_alternatives(tails) if any(tails) else "") for head, tails in heads.items()]
+    return alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})"
+
+
 # ---- whole routes ----------------------------------------------------------------------------
 def _single(args: MultiDict, allowed: tuple[str, ...], drop_empty: bool) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -303,8 +369,10 @@ def analytics_params(
 ) -> AnalyticsParams:
     """`GET /api/analytics`: since, until (dates, both included, in `tz`) and tz (default
     `default_tz`, the business's). Without dates: the last 30 days up to today in that zone;
-    without `since`: the 30 days up to `until`; without `until`: up to today. since > until,
-    or more than 366 days, is a 400."""
+    without `since`: the 30 days up to `until`; without `until`: up to today. The two dates may
+    come in either order; a range over 366 days is cut to the 366 days ending at its last day.
+    The answer's `range` says which days were counted. Every request the OpenAPI document allows
+    is so answered (its dates and zones are checked; their order and distance cannot be)."""
     args = args if isinstance(args, MultiDict) else MultiDict(args)
     one = _single(args, ("since", "until", "tz"), drop_empty)
     tz = time_zone(one["tz"]) if "tz" in one else default_tz
@@ -315,9 +383,6 @@ def analytics_params(
         since = day(one["since"], "since")
     else:
         since = max(until - timedelta(days=ANALYTICS_DEFAULT_DAYS - 1), FIRST_DAY)
-    if since > until:
-        raise ApiError(400, "invalid_range", "since must be on or before until (today, when until is not given).")
-    params = AnalyticsParams(since, until, tz)
-    if params.days > ANALYTICS_MAX_DAYS:
-        raise ApiError(400, "range_too_long", f"The range may cover at most {ANALYTICS_MAX_DAYS} days.")
-    return params
+    since, until = min(since, until), max(since, until)
+    since = max(since, until - timedelta(days=ANALYTICS_MAX_DAYS - 1))
+    return AnalyticsParams(since, until, tz)

@@ -26,6 +26,9 @@ bp.before_request(require_token)
 webhook_bp = Blueprint("api_twilio_webhook", __name__, url_prefix="/api/webhooks")  # no bearer token
 
 MAX_NOTE = 500
+# A removal's reason travels in the query string, and gunicorn refuses a request line over 4094
+# bytes (414): 300 characters fit even when each is 4 bytes of UTF-8, percent-encoded to 12.
+MAX_REASON = 300
 
 
 def _settings() -> Settings:
@@ -42,11 +45,11 @@ def _body(allowed: set[str]) -> dict[str, Any]:
     return body
 
 
-def _note(value: Any, name: str) -> str | None:
+def _note(value: Any, name: str, max_len: int = MAX_NOTE) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > MAX_NOTE:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be a string of at most {MAX_NOTE} characters.")
+    if not isinstance(value, str) or len(value) > max_len:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a string of at most {max_len} characters.")
     return value.strip() or None
 
 
@@ -105,9 +108,12 @@ def dnc_add():
 @bp.delete("/dnc")
 def dnc_remove():
     raw = _query_number()
-    reason = _note(request.args.get("reason"), "reason")
+    reason = _note(request.args.get("reason"), "reason", MAX_REASON)
     who = f"api ({request.remote_addr or 'unknown address'})"
-    removed = get_backend().remove_from_do_not_call(raw, by=who, reason=reason)
+    try:
+        removed = get_backend().remove_from_do_not_call(raw, by=who, reason=reason)
+    except InvalidPhoneNumber as exc:
+        raise ApiError(400, "invalid_phone_number", str(exc)) from None
     if removed is None:
         raise ApiError(404, "not_listed", "This number is not on the do-not-call list.")
     return {"removed": removed}

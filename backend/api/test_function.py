@@ -2,12 +2,15 @@
 
 The function's own result is passed through unchanged: 200 when `success` is true, 400 when
 false. A body that is not `{"function": <one of the four>, "arguments": {...}}`, an unknown or
-missing argument, or an argument of the wrong JSON type is an API error (400, the envelope).
+missing argument, or an argument of the wrong JSON type is an API error (400, the envelope); a
+number with a zero fraction (`5.0`) is an integer. The OpenAPI document describes each
+function's arguments with the checks the function makes, so a well-formed call succeeds.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import types
 import typing
 
@@ -50,14 +53,27 @@ def _arguments(method, arguments: dict) -> dict:
     missing = [n for n, p in signature.parameters.items() if p.default is p.empty and n not in arguments]
     if missing:
         raise ApiError(400, "missing_argument", f"Missing argument(s): {', '.join(missing)}.")
+    out = {}
     for name, value in arguments.items():
-        if not _accepts(hints.get(name, typing.Any), value):
+        hint = hints.get(name, typing.Any)
+        # JSON has one kind of number: 5.0 is the integer 5 (as JSON Schema's "integer" says)
+        if isinstance(value, float) and value.is_integer() and not _accepts(hint, value) and _accepts(hint, 0):
+            value = int(value)
+        if not _accepts(hint, value):
             raise ApiError(400, "invalid_argument", f"Argument {name} has the wrong type.")
-    return arguments
+        out[name] = value
+    return out
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _body() -> tuple[str, dict]:
-    body = request.get_json(force=True, silent=True)
+    try:  # Python's json reads NaN and Infinity, which no store record may hold (it answered 500)
+        body = json.loads(request.get_data(cache=True), parse_constant=_not_json)
+    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+        body = None
     if body is None:
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
     if not isinstance(body, dict) or set(body) - {"function", "arguments"}:

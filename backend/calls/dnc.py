@@ -71,8 +71,8 @@ def add(
 
 def remove(store: Store, number: str, *, by: str, reason: str | None = None) -> dict[str, Any] | None:
     """Take `number` off the list, logging who and why; returns the removed entry, or None when
-    it was not listed (nothing is written then)."""
-    existing = lookup(store, number)
+    it was not listed (nothing is written then). Raises InvalidPhoneNumber for no phone number."""
+    existing = lookup(store, listed_number(number))
     if existing is None:
         return None
     data = {"action": "remove", "by": by, "reason": (reason or None) and reason[:MAX_NOTE]}

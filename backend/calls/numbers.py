@@ -9,6 +9,7 @@ import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
 E164_SHAPE = re.compile(r"\+[1-9][0-9]{6,14}")
+NUMBER_TEXT = re.compile(r"\+?[0-9 ().\-]*")  # what a number may be written with
 
 
 class InvalidPhoneNumber(ValueError):
@@ -28,6 +29,10 @@ def normalize_e164(number: str, default_region: str | None = None) -> str:
     text = number.strip()
     if default_region is None and not text.startswith("+"):
         raise InvalidPhoneNumber("The phone number must be in E.164 form, starting with + and the country code.")
+    if not NUMBER_TEXT.fullmatch(text):  # phonenumbers would drop trailing junk, read letters as digits
+        raise InvalidPhoneNumber(
+            "The phone number must be + and the digits (spaces, dashes, dots and brackets allowed)."
+        )
     try:
         parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
