@@ -1,8 +1,8 @@
 """Transcript bench: does saving each transcript turn hold up the agent's event loop?
 
-    python bench/transcript_bench.py               # 500 turns a run, 3 rounds, store pre-filled to 100k records
+    python bench/transcript_bench.py               # 500 turns each way a round, 3 rounds, store at 100k records
     python bench/transcript_bench.py --no-fsync    # the same with STORE_FSYNC=0
-    python bench/transcript_bench.py --quick       # a smoke run: 40 turns a run, 1k records
+    python bench/transcript_bench.py --quick       # a smoke run: 40 turns each way a round, 1k records
 
 The agent is the shipped one: `telephony_agent.build_agent_session` (the RealtimeModel,
 google-genai, the tools, the transcript hook) on a `BackendAgent` opened as the worker's
@@ -31,10 +31,10 @@ p99 over every callback while the calls talk.
 The baseline is the same conversation in the same process, with the transcript hook detached
 (`record_transcript` returns its listeners; the bench calls `session.off` with them), measured in
 the same windows: from the same LiveKit events, each as long as the same turn's window in the
-run with transcripts of the same round. The two modes alternate in `--rounds` rounds (with,
-without; then without, with; ...) so a noisy machine hits both alike; each run is printed. After
-the runs the store's transcripts are read back: every driven turn of the runs with transcripts
-must be there, and none of the runs without, or the bench fails.
+same call with transcripts. The two modes alternate call by call (with, without; then without,
+with; ...) in each of `--rounds` rounds, so what else a noisy machine does lands on both alike;
+each round is printed. Afterwards the store's transcripts are read back: every driven turn of
+the calls with transcripts must be there, and none of the calls without, or the bench fails.
 """
 
 from __future__ import annotations
@@ -97,16 +97,16 @@ CALL_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Plan:
-    """The conversation of one run, identical in every run of either mode."""
+    """The conversation of one round, the same with transcripts and without, in every round."""
 
-    turns: int  # caller + agent turn pairs per run
+    turns: int  # caller + agent turn pairs each way per round
     per_call: int
     tool_every: int
     gap: float
     rounds: int
 
     def calls(self) -> list[int]:
-        """The turns of each phone call of one run."""
+        """The turns of each phone call of a round."""
         return [min(self.per_call, self.turns - first) for first in range(0, self.turns, self.per_call)]
 
     def is_tool_turn(self, t: int) -> bool:
@@ -131,10 +131,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 def serve_fake_gemini(plan: Plan, conn: Connection) -> None:
-    """Child process: the fake Gemini Live server, driving `2 * rounds` runs of the plan's phone
-    calls one after the other. Sends back (port, CA certificate); then each turn waits until the
-    agent says its answer to the last one has ended ("spoke"), and `gap` seconds more, so a turn
-    never cuts off the agent's answer however slow the machine is. Ends when the parent says "done"."""
+    """Child process: the fake Gemini Live server, driving each round's phone calls, each twice
+    (with and without transcripts), one after the other. Sends back (port, CA certificate); then
+    each turn waits until the agent says its answer to the last one has ended ("spoke"), and `gap`
+    seconds more, so a turn never cuts off the agent's answer however slow the machine is. Ends
+    when the parent says "done"."""
 
     async def run() -> None:
         async with FakeGeminiLive() as server:
@@ -144,24 +145,30 @@ def serve_fake_gemini(plan: Plan, conn: Connection) -> None:
             async def agent_spoke() -> bool:
                 return await loop.run_in_executor(None, conn.recv) == "spoke"
 
-            for _ in range(2 * plan.rounds):
-                for c, n in enumerate(plan.calls()):
-                    server.reply(speech(GREETING))  # the answer to the agent's generate_reply as it enters
+            async def drive_call(c: int, n: int) -> bool:
+                server.reply(speech(GREETING))  # the answer to the agent's generate_reply as it enters
+                if not await agent_spoke():
+                    return False
+                for t in range(n):
+                    await asyncio.sleep(plan.gap)
+                    caller, agent = plan.lines(c, t)
+                    if plan.is_tool_turn(t):
+                        server.reply(speech(agent))  # the model's answer once the tool's result is back
+                        info = {"information": f"Owes ${12_000 + t} on credit cards", "category": "debt_info"}
+                        fields = {"debt_type": "credit_card", "amount_usd": 12_000 + t, "creditor": "Chase"}
+                        await server.push(
+                            heard(caller), tool_call(f"c{c}-{t}", "share_information", **info, fields=fields)
+                        )
+                    else:
+                        await server.push(heard(caller), speech(agent))
                     if not await agent_spoke():
-                        return
-                    for t in range(n):
-                        await asyncio.sleep(plan.gap)
-                        caller, agent = plan.lines(c, t)
-                        if plan.is_tool_turn(t):
-                            server.reply(speech(agent))  # the model's answer once the tool's result is back
-                            info = {"information": f"Owes ${12_000 + t} on credit cards", "category": "debt_info"}
-                            fields = {"debt_type": "credit_card", "amount_usd": 12_000 + t, "creditor": "Chase"}
-                            await server.push(
-                                heard(caller), tool_call(f"c{c}-{t}", "share_information", **info, fields=fields)
-                            )
-                        else:
-                            await server.push(heard(caller), speech(agent))
-                        if not await agent_spoke():
+                        return False
+                return True
+
+            for _ in range(plan.rounds):
+                for c, n in enumerate(plan.calls()):
+                    for _way in ("with transcripts", "without"):  # twice, the same script either way
+                        if not await drive_call(c, n):
                             return
             await agent_spoke()  # until "done"
 
@@ -230,18 +237,20 @@ class Ticks:
 
 class SaveClock:
     """Wraps the backend's `save_turn` (as the transcript hook looks it up at each turn): when the
-    store thread started and finished each write, per session, in the order they ran."""
+    store thread started and finished each write, and the CPU time the thread spent on it (Python
+    work, mostly holding the GIL the event loop needs too), per session, in the order they ran."""
 
     def __init__(self, backend: BackendAgent) -> None:
-        self.by_session: dict[str, list[tuple[float, float]]] = {}
+        self.by_session: dict[str, list[tuple[float, float, float]]] = {}
         save_turn = backend.save_turn
 
         def timed_save_turn(session_id: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.thread_time()
             try:
                 return save_turn(session_id, *args, **kwargs)
             finally:
-                self.by_session.setdefault(session_id, []).append((t0, time.monotonic()))
+                cpu = time.thread_time() - cpu0
+                self.by_session.setdefault(session_id, []).append((t0, time.monotonic(), cpu))
 
         backend.save_turn = timed_save_turn
 
@@ -285,10 +294,13 @@ class CallResult:
     starts: list[float]
     ends: list[float] = field(default_factory=list)
     writes: list[float] = field(default_factory=list)  # seconds in the store thread, per saved turn
+    cpu: list[float] = field(default_factory=list)  # of which the store thread's CPU time
 
 
 @dataclass
 class RunResult:
+    """One round's calls with, or without, transcripts; `ticks` is the probe over the whole round."""
+
     round: int
     transcripts: bool
     calls: list[CallResult]
@@ -352,38 +364,49 @@ def build_call(
     return session, agent, watch
 
 
-async def one_run(rig: Rig, round_no: int, transcripts: bool) -> RunResult:
-    """One run of the plan's phone calls, one after the other, with or without transcripts."""
-    rig.probe.take()  # drop what the probe saw between runs
-    calls = []
+async def one_call(rig: Rig, round_no: int, c: int, n: int, transcripts: bool) -> CallResult:
+    """One phone call of `n` turns, with or without transcripts, until every turn has arrived
+    (and, with transcripts, been written)."""
+    session_id = f"bench-r{round_no}-{c}-{'with' if transcripts else 'without'}"
+    driven = rig.plan.saved(n)
+    session, agent, watch = build_call(rig, session_id, caller_for(c), transcripts, sum(driven.values()))
+    ud = session.userdata
+    await session.start(agent)
+    try:
+        await asyncio.wait_for(watch.all_seen.wait(), timeout=CALL_TIMEOUT)
+    except TimeoutError:
+        raise SystemExit(
+            f"{session_id}: saw {dict(watch.seen)} of the {dict(driven)} turns driven in {CALL_TIMEOUT:.0f} s"
+        ) from None
+    await call.drain_writes(ud)  # the store thread has finished this call's transcript writes
+    await session.aclose()
+    await call.finish_call(ud)  # the job's shutdown: the call log, the store thread shut down
+    result = CallResult(session_id, n, watch.starts)
+    if transcripts:
+        timed = rig.saves.by_session.get(session_id, [])
+        if len(timed) != len(watch.starts):
+            raise SystemExit(f"{session_id}: {len(watch.starts)} turns arrived but {len(timed)} were written")
+        result.ends = [end for _, end, _ in timed]
+        result.writes = [end - begin for begin, end, _ in timed]
+        result.cpu = [cpu for _, _, cpu in timed]
+    # a LiveKit worker runs each call in a process that exits when the call ends, taking the
+    # call's garbage with it; here the calls share one process, so collect between calls
+    gc.collect()
+    return result
+
+
+async def one_round(rig: Rig, round_no: int) -> tuple[RunResult, RunResult]:
+    """The plan's phone calls twice, with and without transcripts, alternated call by call (the
+    first call of odd rounds with transcripts first, of even rounds without; then turn about), so
+    what else the machine does lands on both alike. Returns (with, without)."""
+    rig.probe.take()  # drop what the probe saw before the round
+    calls: dict[bool, list[CallResult]] = {True: [], False: []}
     for c, n in enumerate(rig.plan.calls()):
-        session_id = f"bench-r{round_no}-{'with' if transcripts else 'without'}-{c}"
-        driven = rig.plan.saved(n)
-        session, agent, watch = build_call(rig, session_id, caller_for(c), transcripts, sum(driven.values()))
-        ud = session.userdata
-        await session.start(agent)
-        try:
-            await asyncio.wait_for(watch.all_seen.wait(), timeout=CALL_TIMEOUT)
-        except TimeoutError:
-            raise SystemExit(
-                f"{session_id}: saw {dict(watch.seen)} of the {dict(driven)} turns driven in {CALL_TIMEOUT:.0f} s"
-            ) from None
-        await call.drain_writes(ud)  # the store thread has finished this call's transcript writes
-        await session.aclose()
-        await call.finish_call(ud)  # the job's shutdown: the call log, the store thread shut down
-        result = CallResult(session_id, n, watch.starts)
-        if transcripts:
-            timed = rig.saves.by_session.get(session_id, [])
-            if len(timed) != len(watch.starts):
-                raise SystemExit(f"{session_id}: {len(watch.starts)} turns arrived but {len(timed)} were written")
-            result.ends = [end for _, end in timed]
-            result.writes = [end - begin for begin, end in timed]
-        calls.append(result)
-        # a LiveKit worker runs each call in a process that exits when the call ends, taking the
-        # call's garbage with it; here the calls share one process, so collect between calls
-        gc.collect()
+        for transcripts in (True, False) if (round_no + c) % 2 else (False, True):
+            calls[transcripts].append(await one_call(rig, round_no, c, n, transcripts))
     await asyncio.sleep(0.01)  # a last few probe callbacks after the last window
-    return RunResult(round_no, transcripts, calls, rig.probe.take())
+    ticks = rig.probe.take()
+    return RunResult(round_no, True, calls[True], ticks), RunResult(round_no, False, calls[False], ticks)
 
 
 def same_windows(baseline: RunResult, measured: RunResult) -> None:
@@ -413,14 +436,11 @@ async def bench(
     idle = probe.take().lateness()
     runs: list[RunResult] = []
     for r in range(1, plan.rounds + 1):
-        order = (True, False) if r % 2 else (False, True)
-        pair = {}
-        for transcripts in order:
-            pair[transcripts] = await one_run(rig, r, transcripts)
-        same_windows(pair[False], pair[True])
-        runs += [pair[t] for t in order]
-        for t in order:
-            print(run_line(pair[t]), flush=True)
+        with_, without = await one_round(rig, r)
+        same_windows(without, with_)
+        runs += [with_, without]
+        print(run_line(with_), flush=True)
+        print(run_line(without), flush=True)
     probe.stop()
     verify(backend, runs, plan)
     backend.close()
@@ -429,7 +449,7 @@ async def bench(
 
 def verify(backend: BackendAgent, runs: list[RunResult], plan: Plan) -> None:
     """Read the transcripts back from the store: every driven turn with transcripts, none without."""
-    saved, interrupted, driven = Counter(), 0, Counter()
+    saved, interrupted = Counter(), 0
     for run in runs:
         for c in run.calls:
             turns = backend.transcript(c.session_id)
@@ -443,13 +463,12 @@ def verify(backend: BackendAgent, runs: list[RunResult], plan: Plan) -> None:
                 )
             if run.transcripts:
                 saved += got
-                driven += want
                 interrupted += sum(bool(t.get("interrupted")) for t in turns)
     total = sum(saved.values())
     print(
-        f"turns saved, read back from the store: {total:,} in the {len(runs) // 2} runs with transcripts "
+        f"turns saved, read back from the store: {total:,} in the calls with transcripts "
         f"({saved['caller']:,} caller, {saved['agent']:,} agent, {saved['tool']:,} tool), as driven; "
-        f"{interrupted} marked interrupted; none in the runs without"
+        f"{interrupted} marked interrupted; none in the calls without"
     )
 
 
@@ -479,11 +498,13 @@ def report(runs: list[RunResult], idle: list[float], opts: argparse.Namespace, p
     lag_with, lag_without = pooled(True, "lag"), pooled(False, "lag")
     writes = [x * 1000 for run in runs if run.transcripts for c in run.calls for x in c.writes]
     spans = [(e - s) * 1000 for run in runs if run.transcripts for s, e in run.windows()]
-    per_round = []
+    cpu = [x * 1000 for run in runs if run.transcripts for c in run.calls for x in c.cpu]
+    per_round, per_round_p50 = [], []
     for r in range(1, plan.rounds + 1):
         w = [x * 1000 for run in runs if run.round == r and run.transcripts for x in run.stalls()]
         wo = [x * 1000 for run in runs if run.round == r and not run.transcripts for x in run.stalls()]
         per_round.append(f"{pct(w, 0.99) / pct(wo, 0.99):.2f}x")
+        per_round_p50.append(f"{pct(w, 0.5) - pct(wo, 0.5):+.2f}")
     print(
         f"all {plan.rounds} rounds, {len(with_):,} saved turns each way "
         f"(STORE_FSYNC={0 if opts.no_fsync else 1}, store at {opts.records:,} records):"
@@ -501,12 +522,17 @@ def report(runs: list[RunResult], idle: list[float], opts: argparse.Namespace, p
         f"({pct(with_, 0.99) - pct(without, 0.99):+.2f} ms; per round {', '.join(per_round)})"
     )
     print(
+        f"  difference with - without at p50: {pct(with_, 0.5) - pct(without, 0.5):+.2f} ms "
+        f"(per round {', '.join(per_round_p50)} ms)"
+    )
+    print(
         f"  event loop lag p99 while the calls talk: {pct(lag_with, 0.99):.2f} ms with, "
         f"{pct(lag_without, 0.99):.2f} ms without"
     )
     print(
         f"  store write per turn, in the call's store thread (off the loop): p50 {pct(writes, 0.5):.2f}  "
-        f"p99 {pct(writes, 0.99):.2f} ms; event -> written p50 {pct(spans, 0.5):.2f}  p99 {pct(spans, 0.99):.2f} ms"
+        f"p99 {pct(writes, 0.99):.2f} ms, of which the thread's CPU time p50 {pct(cpu, 0.5):.2f}  "
+        f"p99 {pct(cpu, 0.99):.2f} ms; event -> written p50 {pct(spans, 0.5):.2f}  p99 {pct(spans, 0.99):.2f} ms"
     )
     print(
         f"  probe: a callback every {PROBE_INTERVAL * 1000:.0f} ms on the agent's event loop; idle lateness "
@@ -517,12 +543,14 @@ def report(runs: list[RunResult], idle: list[float], opts: argparse.Namespace, p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--turns", type=int, default=500, help="caller + agent turns per run (default 500)")
+    parser.add_argument("--turns", type=int, default=500, help="caller + agent turns each way per round (default 500)")
     parser.add_argument("--records", type=int, default=100_000, help="records the store is filled with first")
     parser.add_argument("--per-call", type=int, default=50, help="turns per phone call (default 50)")
     parser.add_argument("--tool-every", type=int, default=5, help="a tool call every Nth turn (default 5)")
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between turns (default 0.05)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of one run each way, alternated (default 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds, with and without transcripts alternated call by call (default 3)"
+    )
     parser.add_argument("--no-fsync", action="store_true", help="STORE_FSYNC=0 (default: 1, as shipped)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 40 turns, 20 per call, 1k records")
     opts = parser.parse_args()
@@ -535,9 +563,9 @@ def main() -> None:
         fill(data_dir, opts.records)
         print(f"store filled with {opts.records:,} records in {time.perf_counter() - t0:.1f} s")
         print(
-            f"each run: {plan.turns} turns (caller, then agent), {plan.per_call} per phone call, "
-            f"{plan.gap * 1000:.0f} ms apart, a share_information tool call every {plan.tool_every}th; "
-            f"{plan.rounds} rounds, with and without transcripts alternated"
+            f"each round: {plan.turns} turns each way (the caller, then the agent), {plan.per_call} per phone "
+            f"call, each {plan.gap * 1000:.0f} ms after the last answer, a share_information tool call every "
+            f"{plan.tool_every}th; {plan.rounds} rounds, with and without transcripts alternated call by call"
         )
         parent, child = multiprocessing.Pipe()
         server = multiprocessing.get_context("spawn").Process(target=serve_fake_gemini, args=(plan, child))
