@@ -16,10 +16,10 @@ Every method is synchronous and safe to call from many processes at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,17 @@ def spoken_time(now: datetime) -> str:
     """`Sunday, November 22 at 3:04 PM`."""
     hour = now.hour % 12 or 12
     return f"{now:%A, %B} {now.day} at {hour}:{now:%M} {now:%p}"
+
+
+def _store_read(name: str):
+    """A read of the store offered as it is, with the store method's own signature and docs."""
+    method = getattr(Store, name)
+
+    @functools.wraps(method)
+    def read(self: BackendAgent, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.store, name)(*args, **kwargs)
+
+    return read
 
 
 class BackendAgent:
@@ -454,70 +465,10 @@ class BackendAgent:
         return recording.file_inside(self.settings.recording_file_dir, found["location"])
 
     # ---- reads for the API and the dashboard ----------------------------------------------------
-    def query_information(
-        self,
-        *,
-        categories: Iterable[str] | None = None,
-        caller_id: str | None = None,
-        session_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        text: str | None = None,
-        limit: int = 100,
-        before_seq: int | None = None,
-        after_seq: int | None = None,
-    ) -> tuple[list[Entry], bool]:
-        """Records newest first (oldest first after `after_seq`) and whether more match."""
-        return self.store.query_information(
-            categories=categories,
-            caller_id=caller_id,
-            session_id=session_id,
-            since=since,
-            until=until,
-            text=text,
-            limit=limit,
-            before_seq=before_seq,
-            after_seq=after_seq,
-        )
-
-    def query_sessions(
-        self,
-        *,
-        status: str | None = None,
-        caller_id: str | None = None,
-        outcome: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        missing_disclosure: bool | None = None,
-        limit: int = 100,
-        before_seq: int | None = None,
-    ) -> tuple[list[Entry], int | None]:
-        """Sessions newest first, and the seq to continue before (None at the end)."""
-        return self.store.query_sessions(
-            status=status,
-            caller_id=caller_id,
-            outcome=outcome,
-            since=since,
-            until=until,
-            missing_disclosure=missing_disclosure,
-            limit=limit,
-            before_seq=before_seq,
-        )
-
-    def query_calls(
-        self,
-        *,
-        caller_id: str | None = None,
-        outcome: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 100,
-        before_seq: int | None = None,
-    ) -> tuple[list[Entry], bool]:
-        """Call logs newest first, and whether more match."""
-        return self.store.query_calls(
-            caller_id=caller_id, outcome=outcome, since=since, until=until, limit=limit, before_seq=before_seq
-        )
+    # The store's own typed reads, passed through unchanged (see `Store` for their arguments).
+    query_information = _store_read("query_information")
+    query_sessions = _store_read("query_sessions")
+    query_calls = _store_read("query_calls")
 
     def session(self, session_id: str) -> tuple[Entry, list[Entry], Entry | None] | None:
         """(session, its records oldest first, its call log or None), or None when unknown."""
