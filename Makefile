@@ -1,8 +1,11 @@
 # Task runner for developers; README gives the same commands without make.
-.PHONY: run test test-fast lint format bench
+.PHONY: run work test test-fast lint format bench
 
 run:
 	python3 -m backend run
+
+work:
+	python3 -m backend work
 
 test:
 	bash .ci/setup && python3 -m pytest
@@ -20,3 +23,6 @@ bench:
 	python3 bench/store_bench.py
 	python3 bench/api_bench.py
 	python3 bench/agent_bench.py
+	python3 bench/gevent_lock_bench.py
+	python3 bench/transcript_bench.py
+	python3 bench/analytics_bench.py
