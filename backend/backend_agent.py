@@ -469,6 +469,7 @@ class BackendAgent:
     query_information = _store_read("query_information")
     query_sessions = _store_read("query_sessions")
     query_calls = _store_read("query_calls")
+    call_totals = _store_read("call_totals")
 
     def session(self, session_id: str) -> tuple[Entry, list[Entry], Entry | None] | None:
         """(session, its records oldest first, its call log or None), or None when unknown."""

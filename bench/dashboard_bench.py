@@ -88,7 +88,7 @@ def measure(size: int) -> dict:
         renders = [timed_get(client, "/")[0] for _ in range(RUNS)]
         caller_s = statistics.median(timed_get(client, "/?caller=%2B15550000042")[0] for _ in range(5))
         text_s = timed_get(client, "/?q=no-such-words")[0]  # a text search that matches nothing scans all
-        store = app.extensions["store"]
+        store = app.extensions["backend"].store
         before = store.last_seq()
         quiet_s, quiet_bytes = timed_get(client, f"/live?after_seq={before}")
         one_call(store)

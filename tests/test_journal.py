@@ -246,3 +246,13 @@ def test_close_saves_the_snapshot_when_far_behind(data_dir, monkeypatch):
     store.close()
     assert (data_dir / SNAPSHOT).exists()
     assert JournalStore(data_dir).summary()["total_information"] == 20
+
+
+def test_call_totals_survive_the_index_snapshot(data_dir):
+    store = JournalStore(data_dir)
+    store.start_session("s1", "+15551234567")
+    store.end_session(reason="completed", caller_id="+15551234567", session_id="s1", cost={"total_usd": 1.5})
+    assert store.write_snapshot()
+    store.close()
+    again = JournalStore(data_dir)  # opened from the snapshot
+    assert again.call_totals()["cost_total_usd"] == 1.5 and again.call_totals()["calls_with_cost"] == 1

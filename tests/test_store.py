@@ -327,3 +327,11 @@ def test_call_figures_come_from_the_index_by_time_range(store):
     assert figures.missing_disclosure == [False, True]
     assert store.call_figures(since=time.time() + 60).outcome == []
     assert len(store.call_figures(until=time.time() + 60).ended) == 2
+
+
+def test_call_totals_are_kept_as_calls_end(store):
+    cost = {"total_usd": 0.25, "model_usd": 0.2, "telephony_usd": 0.05}
+    for sid, reason, priced in (("t1", "customer_qualified_transfer", cost), ("t2", "voicemail", None)):
+        store.start_session(sid, CALLER)
+        store.end_session(reason=reason, caller_id=CALLER, session_id=sid, duration_seconds=60, cost=priced)
+    assert store.call_totals() == {"calls": 2, "qualified": 1, "cost_total_usd": 0.25, "calls_with_cost": 1}

@@ -328,17 +328,16 @@ def last_seq(backend: BackendAgent) -> int:
 
 
 def cost_and_qualification(backend: BackendAgent) -> dict[str, Any]:
-    """Every call so far, from the index alone: the share qualified, what they cost in all, per
-    call with a cost, and per qualified lead (None where there is nothing to divide by)."""
-    figures = backend.call_figures()
-    calls, qualified = len(figures.outcome), figures.outcome.count("qualified")
-    costs = [c for c in figures.cost if c >= 0]
-    total = round(sum(costs), 6)
+    """Every call so far, from the index's running totals (no per-call work, so the overview and
+    its live updates cost the same at any size): the share qualified, what the calls cost in
+    all, per call with a cost, and per qualified lead (None where there is nothing to divide by)."""
+    t = backend.call_totals()
+    calls, qualified, total, priced = t["calls"], t["qualified"], t["cost_total_usd"], t["calls_with_cost"]
     return {
         "qualification_rate": qualified / calls if calls else None,
         "cost_total_usd": total,
-        "cost_per_call_usd": total / len(costs) if costs else None,
-        "cost_per_qualified_usd": total / qualified if qualified and costs else None,
+        "cost_per_call_usd": total / priced if priced else None,
+        "cost_per_qualified_usd": total / qualified if qualified and priced else None,
     }
 
 

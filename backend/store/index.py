@@ -70,6 +70,8 @@ class Index:
         self.call_duration = array("d")
         self.call_cost = array("d")  # total_usd, or -1 for a call without a cost
         self.call_session: list[str] = []
+        self.cost_total = 0.0  # the sum of call_cost over the calls that have one
+        self.cost_count = 0
         self.call_outcome: list[str] = []
         self.by_outcome: Counter[str] = Counter()
         self.calls_by_caller: dict[str, array] = {}
@@ -160,6 +162,9 @@ class Index:
         self.call_duration.append(float(entry["duration_seconds"]))
         cost = entry.get("cost")
         self.call_cost.append(float(cost["total_usd"]) if cost else -1.0)
+        if cost:
+            self.cost_total += float(cost["total_usd"])
+            self.cost_count += 1
         self.call_session.append(state.session_id)
         self.call_outcome.append(outcome)
         self.by_outcome[outcome] += 1
@@ -215,6 +220,8 @@ class Index:
         index.call_session = list(sessions)
         index.call_duration.frombytes(durations)
         index.call_cost.frombytes(costs)
+        priced = [c for c in index.call_cost if c >= 0]
+        index.cost_total, index.cost_count = float(sum(priced)), len(priced)
         index.by_outcome.update(outcomes)
         for sid, caller, start_off, started_ts, seq, call_pos in state["sessions"]:
             st = SessionState(sid, caller, start_off, started_ts, seq)

@@ -428,6 +428,17 @@ class Store(ABC):
         recent = index.call_outcome[first:]
         return len(recent), recent.count("qualified")
 
+    def call_totals(self) -> dict[str, Any]:
+        """Every call so far, kept up to date by the index (no per-call work): how many, how many
+        qualified, and the sum and count of their costs."""
+        index = self._read()
+        return {
+            "calls": len(index.call_off),
+            "qualified": index.by_outcome.get("qualified", 0),
+            "cost_total_usd": round(index.cost_total, 6),
+            "calls_with_cost": index.cost_count,
+        }
+
     def call_figures(self, since: float | None = None, until: float | None = None) -> CallFigures:
         """The figures of the calls that ended in [since, until] (epoch seconds), from the index
         alone: no record is read, so a year of calls at a million records answers at once."""
