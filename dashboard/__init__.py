@@ -18,5 +18,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.jinja_env.filters.update(FILTERS, missing_disclosure_text=missing_text)
     app.session_interface = DashboardSessionInterface()
-    zone = app.config.get("BUSINESS_TIMEZONE") or get_settings().business_timezone
+    settings = app.extensions.get("settings") or get_settings()  # the app's own settings
+    zone = app.config.get("BUSINESS_TIMEZONE") or settings.business_timezone
     app.extensions["dashboard"] = {"business_timezone": zone}

@@ -48,7 +48,11 @@ def read_params(args: Mapping, business_tz: str) -> tuple[AnalyticsParams, str |
         tz = {"tz": args["tz"]} if args.get("tz") else {}
         return analytics_params(tz, business_tz), message + " Showing the last 30 days."
     except ApiError:
+        pass
+    try:
         return analytics_params({}, business_tz), message + " Showing the last 30 days."
+    except ApiError:  # BUSINESS_TIMEZONE itself is no time zone: say so, count in UTC
+        return analytics_params({}, "UTC"), message + " Showing the last 30 days in UTC."
 
 
 def analytics(backend: BackendAgent, params: AnalyticsParams) -> dict[str, Any]:

@@ -451,3 +451,29 @@ def test_the_bench_runs_in_quick_mode():
     assert re.search(r"^target: p99 < 1000 ms .* at 1,000,000 records: (met|NOT met|not measured .*)$", out, re.M), out
     for label in ("30 days", "365 days"):
         assert re.search(rf"^\s*\d+\s+{label}\b.*\d+\.\d+x$", out, re.M), out
+
+
+def test_a_misconfigured_business_time_zone_is_said_not_a_crash(tmp_path):
+    from backend.api_server import create_app
+    from backend.settings import Settings
+
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path), "BUSINESS_TIMEZONE": "Mars/Base"}, dotenv=False)
+    app = create_app({"SETTINGS": settings, "API_TOKENS": ["t"], "TESTING": True})
+    response = app.test_client().get("/api/analytics", headers={"Authorization": "Bearer t"})
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "invalid_business_timezone"
+    ok = app.test_client().get("/api/analytics?tz=UTC", headers={"Authorization": "Bearer t"})
+    assert ok.status_code == 200
+
+
+def test_the_page_says_when_the_business_time_zone_is_misconfigured(tmp_path):
+    from backend.api_server import create_app
+    from backend.settings import Settings
+    from tests.test_dashboard import sign_in
+
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path), "BUSINESS_TIMEZONE": "Mars/Base"}, dotenv=False)
+    client = create_app({"SETTINGS": settings, "API_TOKENS": ["t0ken-for-tests"]}).test_client()
+    assert sign_in(client, "t0ken-for-tests").status_code == 302
+    page = client.get("/analytics")
+    assert page.status_code == 200
+    assert "BUSINESS_TIMEZONE is not an IANA time zone name" in page.text and "in UTC" in page.text

@@ -273,10 +273,11 @@ def test_schemathesis_finds_no_failure(server, tmp_path):
             for op in ("POST /api/webhooks/twilio/status", "GET /api/calls/{call_id}")
         )
     )
+    # one worker, as below: CPython 3.11.7's ast.parse is not thread-safe (seen failing here)
     result = schemathesis(
         server,
         tmp_path,
-        *("--max-examples", "20", "--seed", "4", "--workers", "2"),
+        *("--max-examples", "20", "--seed", "4", "--workers", "1"),
         config=config,
         hooks=ROOT / "tests" / "schemathesis_hooks.py",
     )

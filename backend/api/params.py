@@ -376,6 +376,10 @@ def analytics_params(
     args = args if isinstance(args, MultiDict) else MultiDict(args)
     one = _single(args, ("since", "until", "tz"), drop_empty)
     tz = time_zone(one["tz"]) if "tz" in one else default_tz
+    if tz not in time_zones():  # the server's own setting: not the request's fault
+        raise ApiError(
+            503, "invalid_business_timezone", "BUSINESS_TIMEZONE is not an IANA time zone name; fix it, or pass tz."
+        )
     if today is None:
         today = datetime.now(ZoneInfo(tz)).date()
     until = day(one["until"], "until") if "until" in one else min(max(today, FIRST_DAY), LAST_DAY)
