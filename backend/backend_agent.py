@@ -334,9 +334,6 @@ class BackendAgent:
     def touch_lease(self, session_id: str) -> None:
         self.store.touch_lease(session_id)
 
-    def release_lease(self, session_id: str) -> None:
-        self.store.drop_lease(session_id)
-
     def close_orphaned_calls(self) -> list[dict[str, Any]]:
         """Write the call log of every call whose agent process died without one; returns the logs
         written. Safe in many processes at once: the store keeps one call log per session."""

@@ -91,3 +91,11 @@ def test_due_jobs_come_oldest_first(store, n):
     for i in range(n):
         jobs.enqueue(store, f"k{i}", "summary", {})
     assert [jobs.claim(store)["id"] for _ in range(n)] == ["k0", "k1", "k2"]
+
+
+def test_a_jobs_payload_stays_in_the_journal_not_in_every_processs_index(store):
+    event = {"call": {"session_id": "s9", "information_count": 7}, "session": {"caller_id": "+15551234567"}}
+    jobs.enqueue(store, "webhook:call.ended:s9", "webhook", {"event": event})
+    assert "payload" not in store._read().jobs["webhook:call.ended:s9"]  # only its offset is indexed
+    assert store.job("webhook:call.ended:s9")["payload"] == {"event": event}
+    assert jobs.claim(store)["payload"] == {"event": event}

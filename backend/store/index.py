@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from backend.store.records import CATEGORIES, DISCLOSURES, JOBS, Entry, epoch, public
 
-SNAPSHOT_VERSION = 4  # 2: transcript turns; 3: call durations and costs; 4: jobs
+SNAPSHOT_VERSION = 5  # 2: transcript turns; 3: call durations and costs; 4: jobs; 5: job payloads by offset
 _MINUTES: dict[str, float] = {}
 
 
@@ -144,10 +144,13 @@ class Index:
         self.active.add(sid)
 
     def _add_job(self, job_id: str, data: dict, off: int) -> None:
+        """Each job's small fields; its payload and result (a webhook's call log and session, a
+        summary) stay in the journal, fetched by offset: every process keeps this index."""
         job = self.jobs.setdefault(job_id, {})
-        job.update({k: v for k, v in data.items() if k != "result"})
-        if "result" in data:
-            job["result_off"] = off
+        job.update({k: v for k, v in data.items() if k not in ("result", "payload")})
+        for big in ("result", "payload"):
+            if big in data:
+                job[f"{big}_off"] = off
         (self.open_jobs.discard if job.get("state") in ("done", "skipped", "gave_up") else self.open_jobs.add)(job_id)
 
     def _add_call(self, entry: Entry, off: int, seq: int) -> None:

@@ -553,9 +553,10 @@ class Store(ABC):
 
 
 def _job_view(index: Index, job: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in job.items() if k != "result_off"}
-    if "result_off" in job:
-        out["result"] = index.fetch(job["result_off"])["data"]["result"]
+    out = {k: v for k, v in job.items() if k not in ("result_off", "payload_off")}
+    for big in ("result", "payload"):
+        if f"{big}_off" in job:
+            out[big] = index.fetch(job[f"{big}_off"])["data"][big]
     return out
 
 
