@@ -12,7 +12,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from backend.store.records import CATEGORIES, DISCLOSURES, JOBS, Entry, epoch, public
+from backend.store.records import CATEGORIES, DISCLOSURES, JOBS, Entry, SessionFacts, epoch, public
 
 SNAPSHOT_VERSION = 5  # 2: transcript turns; 3: call durations and costs; 4: jobs; 5: job payloads by offset
 _MINUTES: dict[str, float] = {}
@@ -283,6 +283,23 @@ class Index:
             if state.call_pos < 0:
                 return state
         return None
+
+    # ---- the write rules' view (`WriteView` in records.py) -------------------------------
+    def active_session_id(self, caller_id: str) -> str | None:
+        state = self.active_session_for(caller_id)
+        return state.session_id if state else None
+
+    def session_facts(self, sid: str) -> SessionFacts | None:
+        state = self.sessions.get(sid)
+        if state is None:
+            return None
+        return SessionFacts(
+            caller_id=state.caller_id,
+            started_ts=state.started_ts,
+            call=self.call(state.call_pos) if state.call_pos >= 0 else None,
+            information_count=len(self.by_session.get(sid, ())),
+            disclosures=self.disclosure_evidence(sid),
+        )
 
     def info_candidates(
         self, categories: Iterable[str] | None, caller_id: str | None, session_id: str | None

@@ -2,9 +2,12 @@
 else (the backend functions in `backend/backend_agent.py` are its one caller outside the store).
 
 The rules (validation, the duplicate guard, one call log per session) run here, inside
-`_write()`, which an implementation makes atomic across processes; reads go through `_read()`,
-which returns up-to-date indexes (`backend/store/index.py`). Call leases (`backend/calls/leases.py`
-decides when one is dead) are kept by each implementation in its own way.
+`_write()`, which an implementation makes atomic across processes and which shows them what is
+written through a `WriteView` (`records.py`): the full `Index`, the agent's lean index, or a
+PostgreSQL transaction. The reads below go through `_read()`, which returns up-to-date indexes
+(`backend/store/index.py`); an implementation without them (`postgres.py`) overrides every read.
+Call leases (`backend/calls/leases.py` decides when one is dead) are kept by each implementation
+in its own way.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from backend.store.records import (
     Entry,
     InvalidRecord,
     StoreError,
+    WriteView,
     check,
     dumps,
     iso,
@@ -56,9 +60,10 @@ class Store(ABC):
     # ---- what an implementation provides ---------------------------------------------------
     @abstractmethod
     @contextmanager
-    def _write(self) -> Iterator[tuple[Index, Callable[[Entry], Entry]]]:
-        """Exclusive across processes: up-to-date indexes and an `append(entry)` that gives
-        the entry its seq, makes it durable and indexes it."""
+    def _write(self) -> Iterator[tuple[WriteView, Callable[[Entry], Entry]]]:
+        """Exclusive across processes: a `WriteView` of everything written so far and an
+        `append(entry)` that gives the entry the next seq and makes it durable (committed when
+        the block ends) before any other writer's entry."""
 
     @abstractmethod
     def _read(self) -> Index:
@@ -113,11 +118,12 @@ class Store(ABC):
             "started_at": started_at or iso(utc_now()),
         }
         _validate("session", entry)
-        with self._write() as (index, append):
-            if session_id in index.sessions:
-                return index.session(session_id), False
+        with self._write() as (view, append):
+            existing = view.session(session_id)
+            if existing is not None:
+                return existing, False
             append(entry)
-            return index.session(session_id), True
+            return view.session(session_id), True
 
     def add_information(
         self,
@@ -155,12 +161,12 @@ class Store(ABC):
         if fields:
             record["fields"] = fields
         _validate("information", record, seq=True, drop_empty_session=session_id is None)
-        with self._write() as (index, append):
-            sid = session_id or self._resolve_session(index, caller_id)
-            if sid not in index.sessions:
-                self._open_session(index, append, sid, caller_id, now)
+        with self._write() as (view, append):
+            sid = session_id or view.active_session_id(caller_id) or str(uuid.uuid4())
+            if view.session_facts(sid) is None:
+                self._open_session(append, sid, caller_id, now)
             record["session_id"] = sid
-            first = index.recent_duplicate(sid, category, information, now.timestamp(), DUPLICATE_WINDOW_SECONDS)
+            first = view.recent_duplicate(sid, category, information, now.timestamp(), DUPLICATE_WINDOW_SECONDS)
             if first is not None:
                 return first, True
             return public(append(record)), False
@@ -185,31 +191,32 @@ class Store(ABC):
         ):
             raise StoreError("duration_seconds must be a non-negative number.", "invalid_duration")
         now = utc_now()
-        with self._write() as (index, append):
-            sid = session_id or self._resolve_session(index, caller_id)
-            if sid not in index.sessions:
-                self._open_session(index, append, sid, caller_id, now)
-            state = index.sessions[sid]
-            if state.call_pos >= 0:
-                return index.call(state.call_pos), True
+        with self._write() as (view, append):
+            sid = session_id or view.active_session_id(caller_id) or str(uuid.uuid4())
+            facts = view.session_facts(sid)
+            if facts is None:
+                self._open_session(append, sid, caller_id, now)
+                facts = view.session_facts(sid)
+            if facts.call is not None:
+                return facts.call, True
             if duration_seconds is None:
-                duration_seconds = max(0.0, now.timestamp() - state.started_ts)
+                duration_seconds = max(0.0, now.timestamp() - facts.started_ts)
             call: Entry = {
                 "type": "call",
                 "id": str(uuid.uuid4()),
                 "session_id": sid,
-                "caller_id": state.caller_id,
+                "caller_id": facts.caller_id,
                 "reason": reason,
                 "outcome": END_REASONS[reason],
                 "duration_seconds": round(float(duration_seconds), 3),
-                "information_count": len(index.by_session.get(sid, ())),
+                "information_count": facts.information_count,
                 "ended_at": iso(now),
             }
             if details:
                 call["details"] = details
             if cost is not None:
                 call["cost"] = cost
-            evidence = index.disclosure_evidence(sid)
+            evidence = facts.disclosures
             if evidence is not None:
                 call["missing_disclosures"] = list(evidence.get("missing", []))
             _validate("call", call)
@@ -275,13 +282,13 @@ class Store(ABC):
                 entry["tool"] = tool
             _validate("turn", entry, seq=True)
             entries.append(entry)
-        with self._write() as (index, append):
-            state = index.sessions.get(session_id)
-            if state is None:
+        with self._write() as (view, append):
+            facts = view.session_facts(session_id)
+            if facts is None:
                 raise InvalidRecord("There is no session with that id.", "unknown_session")
             out = []
             for entry in entries:
-                if state.call_pos >= 0:
+                if facts.call is not None:
                     entry["after_call_log"] = True
                 out.append(public(append(entry)))
             return out
@@ -298,12 +305,8 @@ class Store(ABC):
         with self._write() as (_index, append):
             return public(append(entry))
 
-    def _resolve_session(self, index: Index, caller_id: str) -> str:
-        state = index.active_session_for(caller_id)
-        return state.session_id if state else str(uuid.uuid4())
-
     @staticmethod
-    def _open_session(index: Index, append, sid: str, caller_id: str, now) -> None:
+    def _open_session(append, sid: str, caller_id: str, now) -> None:
         entry = {
             "type": "session",
             "session_id": sid,

@@ -6,9 +6,11 @@ are read from `information.json`, each category's fields from `fields/<category>
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator
@@ -48,6 +50,36 @@ JOBS = "job"  # the event kind of durable jobs (backend/postcall/jobs.py)
 MAX_TURN_CHARS = 10_000  # longer turns are kept whole, as consecutive parts of this size at most
 SPEAKERS: tuple[str, ...] = tuple(schema("turn")["properties"]["speaker"]["enum"])
 DUPLICATE_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What the write rules need to know of a session (see `WriteView`)."""
+
+    caller_id: str
+    started_ts: float  # epoch seconds
+    call: Entry | None  # its call log, once written
+    information_count: int
+    disclosures: Entry | None  # its latest disclosure evidence, if any
+
+
+class WriteView(Protocol):
+    """What the rules (`backend/store/interface.py`) read inside a write: everything written
+    before it, by every process. The full `Index`, the agent's lean index and a PostgreSQL
+    transaction each offer it."""
+
+    def session(self, session_id: str) -> Entry | None:
+        """The session as `get_session` shows it, or None."""
+
+    def session_facts(self, session_id: str) -> SessionFacts | None: ...
+
+    def active_session_id(self, caller_id: str) -> str | None:
+        """The caller's newest session without a call log, if any."""
+
+    def recent_duplicate(
+        self, session_id: str, category: str, information: str, now: float, window: float
+    ) -> Entry | None:
+        """The first record of this session with the same category and text within `window` s."""
 
 
 class StoreError(Exception):
