@@ -65,6 +65,13 @@ class Store(ABC):
         `append(entry)` that gives the entry the next seq and makes it durable (committed when
         the block ends) before any other writer's entry."""
 
+    def _transact(self, rule: Callable[[WriteView, Callable[[Entry], Entry]], Any]) -> Any:
+        """Run one write's `rule(view, append)` inside `_write()` and return what it returns.
+        An implementation whose writes can fail halfway (a database connection lost) runs the
+        rule again in a new transaction: a rule decides from the view alone, so that is safe."""
+        with self._write() as (view, append):
+            return rule(view, append)
+
     @abstractmethod
     def _read(self) -> Index:
         """Indexes brought up to date with everything written so far."""
@@ -118,12 +125,15 @@ class Store(ABC):
             "started_at": started_at or iso(utc_now()),
         }
         _validate("session", entry)
-        with self._write() as (view, append):
+
+        def rule(view: WriteView, append: Callable[[Entry], Entry]):
             existing = view.session(session_id)
             if existing is not None:
                 return existing, False
             append(entry)
             return view.session(session_id), True
+
+        return self._transact(rule)
 
     def add_information(
         self,
@@ -161,7 +171,8 @@ class Store(ABC):
         if fields:
             record["fields"] = fields
         _validate("information", record, seq=True, drop_empty_session=session_id is None)
-        with self._write() as (view, append):
+
+        def rule(view: WriteView, append: Callable[[Entry], Entry]):
             sid = session_id or view.active_session_id(caller_id) or str(uuid.uuid4())
             if view.session_facts(sid) is None:
                 self._open_session(append, sid, caller_id, now)
@@ -170,6 +181,8 @@ class Store(ABC):
             if first is not None:
                 return first, True
             return public(append(record)), False
+
+        return self._transact(rule)
 
     def end_session(
         self,
@@ -191,7 +204,8 @@ class Store(ABC):
         ):
             raise StoreError("duration_seconds must be a non-negative number.", "invalid_duration")
         now = utc_now()
-        with self._write() as (view, append):
+
+        def rule(view: WriteView, append: Callable[[Entry], Entry]):
             sid = session_id or view.active_session_id(caller_id) or str(uuid.uuid4())
             facts = view.session_facts(sid)
             if facts is None:
@@ -199,8 +213,9 @@ class Store(ABC):
                 facts = view.session_facts(sid)
             if facts.call is not None:
                 return facts.call, True
-            if duration_seconds is None:
-                duration_seconds = max(0.0, now.timestamp() - facts.started_ts)
+            duration = duration_seconds
+            if duration is None:
+                duration = max(0.0, now.timestamp() - facts.started_ts)
             call: Entry = {
                 "type": "call",
                 "id": str(uuid.uuid4()),
@@ -208,7 +223,7 @@ class Store(ABC):
                 "caller_id": facts.caller_id,
                 "reason": reason,
                 "outcome": END_REASONS[reason],
-                "duration_seconds": round(float(duration_seconds), 3),
+                "duration_seconds": round(float(duration), 3),
                 "information_count": facts.information_count,
                 "ended_at": iso(now),
             }
@@ -221,6 +236,8 @@ class Store(ABC):
                 call["missing_disclosures"] = list(evidence.get("missing", []))
             _validate("call", call)
             return public(append(call)), False
+
+        return self._transact(rule)
 
     def import_information(self, record: Entry, *, session_id: str, caller_id: str, timestamp: str) -> Entry:
         """Write a record carried over from elsewhere, keeping its id and timestamp."""
@@ -237,8 +254,11 @@ class Store(ABC):
         if isinstance(record.get("fields"), dict) and record["fields"]:
             entry["fields"] = record["fields"]
         _validate("information", entry, seq=True)
-        with self._write() as (_index, append):
+
+        def rule(_index: WriteView, append: Callable[[Entry], Entry]):
             return public(append(entry))
+
+        return self._transact(rule)
 
     def add_turn(
         self,
@@ -282,7 +302,8 @@ class Store(ABC):
                 entry["tool"] = tool
             _validate("turn", entry, seq=True)
             entries.append(entry)
-        with self._write() as (view, append):
+
+        def rule(view: WriteView, append: Callable[[Entry], Entry]):
             facts = view.session_facts(session_id)
             if facts is None:
                 raise InvalidRecord("There is no session with that id.", "unknown_session")
@@ -293,6 +314,8 @@ class Store(ABC):
                 out.append(public(append(entry)))
             return out
 
+        return self._transact(rule)
+
     def session_transcript(self, session_id: str) -> list[Entry]:
         """A session's transcript turns, in the order they were saved."""
         index = self._read()
@@ -302,8 +325,11 @@ class Store(ABC):
         """Record an event (do-not-call change, outbound call state, carrier callback)."""
         entry = {"type": "event", "kind": kind, "key": key, "timestamp": iso(utc_now()), "data": data}
         _validate("event", entry)
-        with self._write() as (_index, append):
+
+        def rule(_index: WriteView, append: Callable[[Entry], Entry]):
             return public(append(entry))
+
+        return self._transact(rule)
 
     @staticmethod
     def _open_session(append, sid: str, caller_id: str, now) -> None:
