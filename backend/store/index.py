@@ -360,7 +360,7 @@ class Index:
                 continue
             if session_id is not None and record["session_id"] != session_id:
                 continue
-            if needle is not None and needle not in _searchable(record):
+            if needle is not None and needle not in searchable(record):
                 continue
             if len(out) == limit:
                 return out, True
@@ -399,7 +399,7 @@ def _push(table: dict[str, array], key: str, pos: int) -> None:
     bucket.append(pos)
 
 
-def _searchable(record: Entry) -> str:
+def searchable(record: Entry) -> str:
     parts = [record["information"]]
     fields = record.get("fields")
     if fields:
