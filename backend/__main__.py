@@ -1,5 +1,5 @@
 """`python -m backend run | serve | work [--once] | stats | verify | export [-o FILE] | import-legacy PATH |
-settings`."""
+migrate [--url URL] | copy --to TARGET [--from SOURCE] | settings`."""
 
 from __future__ import annotations
 
@@ -155,6 +155,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return max((c for c in codes if c and c > 0), default=0)
 
 
+def _configured_store(args: argparse.Namespace) -> str:
+    """Where the configured store is: STORE_URL, else --data-dir or DATA_DIR."""
+    settings = get_settings()
+    return getattr(settings, "store_url", None) or str(args.data_dir or settings.data_dir)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from backend.backend_agent import is_database_url, migrate_store
+
+    url = args.url or _configured_store(args)
+    if not is_database_url(url):
+        print("the JSON store (DATA_DIR) has no schema to migrate; set STORE_URL or pass --url", file=sys.stderr)
+        return 0
+    print(json.dumps(migrate_store(url), indent=2))
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from backend.backend_agent import copy_store
+    from backend.store.postgres import redact_url
+
+    source = args.source or _configured_store(args)
+    if source == args.to:
+        print("error: the source and the target are the same store", file=sys.stderr)
+        return 2
+    report = copy_store(source, args.to)
+    report["from"], report["to"] = redact_url(source), redact_url(args.to)
+    print(json.dumps(report, indent=2))
+    if not report["verified"]:
+        print("error: the copy does not match its source (see source and target above)", file=sys.stderr)
+        return 1
+    print(f"copied {report['copied']} entries; counts and checksums match", file=sys.stderr)
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     for name, default, help_text in SETTINGS_TABLE:
         print(f"{name:34} {default or '-':22} {help_text}")
@@ -180,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     work.add_argument("--once", action="store_true", help="run what is due now, then exit")
     work.set_defaults(func=cmd_work)
     sub.add_parser("settings", help="list every setting").set_defaults(func=cmd_settings)
+    migrate = sub.add_parser("migrate", help="create or upgrade the PostgreSQL store's schema (STORE_URL)")
+    migrate.add_argument("--url", help="the database (default: STORE_URL)")
+    migrate.set_defaults(func=cmd_migrate)
+    copy = sub.add_parser("copy", help="copy the whole store into another (JSON folder <-> PostgreSQL), verified")
+    copy.add_argument("--to", required=True, help="target: a postgresql:// URL or a folder")
+    copy.add_argument("--from", dest="source", help="source (default: the configured store)")
+    copy.set_defaults(func=cmd_copy)
     args = parser.parse_args(argv)
     logging.basicConfig(level=get_settings().log_level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -610,6 +610,43 @@ class BackendAgent:
         return import_legacy(self.store, path)
 
 
+# ---- whole stores (the command line's migrate and copy) -------------------------------------------
+def is_database_url(location: str) -> bool:
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def store_at(location: str, settings: Settings | None = None) -> Store:
+    """The store a `postgresql://` URL or a folder (a JSON store) names."""
+    settings = settings or get_settings()
+    if is_database_url(location):
+        from backend.store.postgres import PgStore
+
+        return PgStore(location)
+    return JournalStore(location, fsync=settings.store_fsync)
+
+
+def migrate_store(url: str) -> dict[str, Any]:
+    """Create or upgrade the PostgreSQL store's schema at `url` (safe to run again)."""
+    from backend.store.postgres import migrate
+
+    return migrate(url)
+
+
+def copy_store(source: str, target: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Copy the store at `source` into the one at `target` (each a folder or a `postgresql://`
+    URL; a database is migrated first), then verify counts and checksums. Safe to run again."""
+    from backend.store.copier import copy_store as copy
+
+    if is_database_url(target):
+        migrate_store(target)
+    src, dst = store_at(source, settings), store_at(target, settings)
+    try:
+        return copy(src, dst)
+    finally:
+        src.close()
+        dst.close()
+
+
 # ---- job handlers ---------------------------------------------------------------------------------
 JOB_HANDLERS["summary"] = (summary.run, summary.POLICY)
 JOB_HANDLERS[webhook.KIND] = (webhook.deliver, webhook.POLICY)

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -363,6 +364,66 @@ class JournalStore(Store):
                 tmp.unlink(missing_ok=True)
                 return False
             return True
+
+    # ---- whole-store copies (`backend/store/copier.py`) ------------------------------------
+    def entries(self, after_seq: int = 0) -> Iterator[Entry]:
+        """Every entry with `seq` and `type`, in seq order (a corrupt line is skipped: it is
+        quarantined by the reader that finds it)."""
+        off = 0
+        end = os.fstat(self._fd).st_size
+        while off < end:
+            chunk = os.pread(self._fd, min(end - off, 4 << 20), off)
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                return  # a torn last line
+            for line in chunk[:cut].split(b"\n"):
+                if not line or line.isspace():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and isinstance(entry.get("seq"), int) and entry["seq"] > after_seq:
+                    yield entry
+            off += cut
+
+    def load(self, entries: Iterable[Entry], *, batch_bytes: int = 1 << 20) -> int:
+        """Append entries that carry their seqs (each above the journal's last), fsynced; returns
+        how many. The rules are not run again: the entries come from a store that applied them."""
+        n = 0
+        with self._locked(), self._mutex:
+            self._repair_tail()
+            self._catch_up()
+            last = self.index.last_seq
+            buf: list[bytes] = []
+            size = 0
+            for entry in entries:
+                if entry["seq"] <= last:
+                    raise StoreError(f"seq {entry['seq']} does not follow the store's last ({last}).", "seq_order")
+                last = entry["seq"]
+                line = line_of(entry) + b"\n"
+                buf.append(line)
+                size += len(line)
+                n += 1
+                if size >= batch_bytes:
+                    self._write_all(b"".join(buf))
+                    buf, size = [], 0
+            if buf:
+                self._write_all(b"".join(buf))
+            if n and self.fsync:
+                os.fsync(self._fd)
+            self._catch_up()
+        return n
+
+    def _write_all(self, data: bytes) -> None:
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self._undo_to(size)
+            raise StoreUnavailable(f"The store cannot save right now ({exc.strerror}).") from exc
 
     def verify(self) -> dict[str, Any]:
         """Re-read the whole journal, repair what can be repaired; report what was quarantined."""
