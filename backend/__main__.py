@@ -128,6 +128,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parent.parent
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.store_url:  # the database's schema first, so no process opens an old one
+        from backend.backend_agent import describe_store, migrate_store
+
+        report = migrate_store(settings.store_url)
+        where = describe_store(settings.store_url)
+        print(f"store: PostgreSQL at {where}, schema version {report['to']}", file=sys.stderr)
+    else:
+        print(f"store: JSON files in {settings.data_dir}", file=sys.stderr)
     procs = [
         subprocess.Popen([sys.executable, "-m", "gunicorn", "backend.api_server:create_app()"], cwd=root),
         subprocess.Popen([sys.executable, "-m", "backend", "work"], cwd=root),  # summaries, webhooks
@@ -173,15 +181,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
-    from backend.backend_agent import copy_store
-    from backend.store.postgres import redact_url
+    from backend.backend_agent import copy_store, describe_store
 
     source = args.source or _configured_store(args)
     if source == args.to:
         print("error: the source and the target are the same store", file=sys.stderr)
         return 2
     report = copy_store(source, args.to)
-    report["from"], report["to"] = redact_url(source), redact_url(args.to)
+    report["from"], report["to"] = describe_store(source), describe_store(args.to)
     print(json.dumps(report, indent=2))
     if not report["verified"]:
         print("error: the copy does not match its source (see source and target above)", file=sys.stderr)

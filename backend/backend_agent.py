@@ -615,13 +615,22 @@ def is_database_url(location: str) -> bool:
     return location.startswith(("postgresql://", "postgres://"))
 
 
+def describe_store(location: str) -> str:
+    """`location` as it may be printed or logged: a database URL without its password."""
+    if not is_database_url(location):
+        return location
+    from backend.store.postgres import redact_url
+
+    return redact_url(location)
+
+
 def store_at(location: str, settings: Settings | None = None) -> Store:
     """The store a `postgresql://` URL or a folder (a JSON store) names."""
     settings = settings or get_settings()
     if is_database_url(location):
         from backend.store.postgres import PgStore
 
-        return PgStore(location)
+        return PgStore(location, pool_size=settings.store_pool_size)
     return JournalStore(location, fsync=settings.store_fsync)
 
 

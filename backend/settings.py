@@ -15,7 +15,13 @@ from typing import Any
 
 # (name, default, help). None means "not set".
 SETTINGS_TABLE: tuple[tuple[str, str | None, str], ...] = (
-    ("DATA_DIR", "./data", "Where the store lives."),
+    ("DATA_DIR", "./data", "Where the JSON store lives (when STORE_URL is not set)."),
+    (
+        "STORE_URL",
+        None,
+        "postgresql://user:password@host:5432/db: the PostgreSQL store (default: the JSON store in DATA_DIR).",
+    ),
+    ("STORE_POOL_SIZE", "10", "Database connections each process may hold (PostgreSQL store)."),
     ("API_TOKENS", None, "Comma-separated bearer tokens for the API and dashboard."),
     ("HOST", "127.0.0.1", "Address the API and dashboard listen on."),
     ("PORT", "5000", "Port the API and dashboard listen on."),
@@ -118,6 +124,8 @@ class Settings:
     telephony_usd_per_minute: float
     log_level: str
     webhook_url: str | None = None
+    store_url: str | None = field(default=None, repr=False)  # holds the database password
+    store_pool_size: int = 10
     webhook_secret: str | None = None
     webhook_timeout_seconds: float = 10.0
 
@@ -175,6 +183,8 @@ class Settings:
             telephony_usd_per_minute=float(raw["TELEPHONY_USD_PER_MINUTE"]),
             log_level=raw["LOG_LEVEL"].upper(),
             webhook_url=(raw["WEBHOOK_URL"] or "").strip() or None,
+            store_url=(raw["STORE_URL"] or "").strip() or None,
+            store_pool_size=int(raw["STORE_POOL_SIZE"]),
             webhook_secret=(raw["WEBHOOK_SECRET"] or "").strip() or None,
             webhook_timeout_seconds=float(raw["WEBHOOK_TIMEOUT_SECONDS"]),
         )

@@ -4,7 +4,9 @@
 - `journal.py`: `JournalStore`, the embedded default (a JSON Lines journal under `DATA_DIR`),
   with its writers' lock (`lock.py`) and call lease files (`leases.py`);
 - `memory.py`: `MemoryStore`, the same in one process's memory (tests, development);
-- `index.py`: the in-memory indexes both implementations query;
+- `postgres.py`: `PgStore`, the same in a PostgreSQL database (`STORE_URL`), for many machines;
+  `copier.py` copies a whole store from one implementation into another;
+- `index.py`: the in-memory indexes the JSON and memory stores query;
 - `records.py`: the record vocabulary, errors and validation against `backend/schemas/`;
 - `legacy.py`: importing the seed's single-file store.
 
@@ -27,7 +29,13 @@ IMPLEMENTATIONS: dict[str, Callable[..., Store]] = {"journal": JournalStore, "me
 
 
 def open_store(settings) -> Store:
-    """The store `settings` configure: the JSON store under `DATA_DIR`."""
+    """The store `settings` configure: the PostgreSQL store at `STORE_URL` when it is set, else
+    the JSON store under `DATA_DIR`."""
+    url = getattr(settings, "store_url", None)
+    if url:
+        from backend.store.postgres import PgStore  # psycopg is imported only when it is used
+
+        return PgStore(url, pool_size=getattr(settings, "store_pool_size", 10))
     return JournalStore(settings.data_dir, fsync=settings.store_fsync)
 
 

@@ -168,13 +168,20 @@ def _psycopg():
 
 
 def redact_url(url: str) -> str:
-    """`url` without its password, for logs and messages."""
+    """`url` without its password (in the user part or as a `password=` parameter), for logs
+    and messages."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
-    userinfo, _, host = rest.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else f"{scheme}://{user}@{host}"
+    rest, qmark, query = rest.partition("?")
+    if "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        rest = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    if qmark:
+        params = ["password=***" if p.split("=", 1)[0].lower() == "password" else p for p in query.split("&")]
+        query = "&".join(params)
+    return f"{scheme}://{rest}{qmark}{query}"
 
 
 def _connect(url: str):
