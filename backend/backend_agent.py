@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,9 @@ class BackendAgent:
         self.settings = settings or get_settings()
         if store is not None:
             self.store = store
-        elif data_dir is not None:
-            self.store = JournalStore(data_dir, fsync=self.settings.store_fsync)
         else:
+            if data_dir is not None:  # this data folder; the store is still STORE_URL's when that is set
+                self.settings = replace(self.settings, data_dir=Path(data_dir))
             self.store = open_store(self.settings)
 
     def close(self) -> None:

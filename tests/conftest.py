@@ -14,20 +14,96 @@ if str(ROOT) not in sys.path:
 
 from backend.backend_agent import BackendAgent  # noqa: E402
 from backend.settings import Settings, reload_settings  # noqa: E402
-from backend.store import IMPLEMENTATIONS, JournalStore, MemoryStore  # noqa: E402
+from backend.store import JournalStore, MemoryStore  # noqa: E402
+from backend.store.postgres import PgStore  # noqa: E402
 from tests.fakes.livekit_twirp import API_KEY, API_SECRET, FakeTwirpServer  # noqa: E402
+from tests.postgres import PgCluster, ResettableDatabase, server_bin  # noqa: E402
+
+# The store kinds a test runs against. A test that uses the `store` fixture runs once per
+# implementation; every other test runs on the JSON store and on PostgreSQL (STORE_URL set in its
+# environment, a freshly emptied database), unless marked:
+#   json_store_only   it is about the JSON store's own files, or picks its stores itself
+#   store_free        it touches no store at all (runs once)
+#   store_kinds(...)  exactly these kinds
+STORE_KINDS = ("journal", "memory", "postgresql")
+SETTINGS_KINDS = ("json", "postgresql")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "json_store_only: runs on the JSON store only (its files, its processes)")
+    config.addinivalue_line("markers", "store_free: touches no store; runs once")
+    config.addinivalue_line("markers", "store_kinds(*kinds): the store kinds this test runs against")
+
+
+def pytest_generate_tests(metafunc):
+    if "store_kind" not in metafunc.fixturenames:
+        return
+    uses_store = "store" in metafunc.fixturenames
+    chosen = metafunc.definition.get_closest_marker("store_kinds")
+    if chosen is not None:
+        kinds = chosen.args
+    elif metafunc.definition.get_closest_marker("store_free"):
+        kinds = ("json",)
+    elif metafunc.definition.get_closest_marker("json_store_only"):
+        kinds = tuple(k for k in STORE_KINDS if k != "postgresql") if uses_store else ("json",)
+    else:
+        kinds = STORE_KINDS if uses_store else SETTINGS_KINDS
+    metafunc.parametrize("store_kind", kinds, scope="function")
+
+
+@pytest.fixture
+def store_kind() -> str:
+    return "json"  # replaced by pytest_generate_tests' parameter
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throw-away PostgreSQL server for the whole run (tests/postgres.py). Without PostgreSQL's
+    binaries its tests are skipped, except under CI (CI=true), where they fail."""
+    if server_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's server binaries are not installed (run .ci/setup)")
+        pytest.skip("PostgreSQL is not installed (run .ci/setup)")
+    cluster = PgCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def _pg_database(pg_cluster) -> ResettableDatabase:
+    return ResettableDatabase(pg_cluster)
+
+
+@pytest.fixture
+def pg_url(_pg_database) -> str:
+    """A migrated, empty PostgreSQL store's URL (the same database for every test, emptied)."""
+    return _pg_database.reset()
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path, monkeypatch):
-    """No test reads the developer's .env or writes into ./data."""
+def _isolated_env(request, tmp_path, monkeypatch, store_kind):
+    """No test reads the developer's .env or writes into ./data; on PostgreSQL, STORE_URL names
+    an empty database."""
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("BUSINESS_TIMEZONE", "America/New_York")
     monkeypatch.setenv("CALLING_HOURS", "08:00-21:00")
     monkeypatch.setenv("STORE_FSYNC", "1")
+    if store_kind == "postgresql":
+        monkeypatch.setenv("STORE_URL", request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.delenv("STORE_URL", raising=False)
     reload_settings()  # settings are read once per process: each test reads its own environment
     yield
     reload_settings()
+
+
+def store_env() -> dict[str, str]:
+    """The store part of this test's environment, for tests that build an environment of their
+    own (a subprocess's, a Settings'): STORE_URL when the test runs on PostgreSQL."""
+    url = os.environ.get("STORE_URL")
+    return {"STORE_URL": url} if url else {}
 
 
 @pytest.fixture
@@ -37,17 +113,20 @@ def data_dir(tmp_path) -> Path:
     return path
 
 
-def make_store(kind: str, data_dir: Path):
+def make_store(kind: str, data_dir: Path, url: str | None = None):
     if kind == "journal":
         return JournalStore(data_dir)
+    if kind == "postgresql":
+        return PgStore(url)
     assert kind == "memory"
     return MemoryStore()
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def store(request, data_dir):
-    """The store, once per implementation that exists."""
-    s = make_store(request.param, data_dir)
+@pytest.fixture
+def store(request, store_kind, data_dir):
+    """The store, once per implementation (`store_kind`)."""
+    url = os.environ.get("STORE_URL") if store_kind == "postgresql" else None
+    s = make_store(store_kind, data_dir, url)
     yield s
     s.close()
 
