@@ -48,6 +48,8 @@ def pytest_generate_tests(metafunc):
         kinds = tuple(k for k in STORE_KINDS if k != "postgresql") if uses_store else ("json",)
     else:
         kinds = STORE_KINDS if uses_store else SETTINGS_KINDS
+    if kinds == ("json",) and not uses_store:
+        return  # the `store_kind` fixture's own "json": no parameter, no suffix on the test's id
     metafunc.parametrize("store_kind", kinds, scope="function")
 
 
@@ -97,13 +99,6 @@ def _isolated_env(request, tmp_path, monkeypatch, store_kind):
     reload_settings()  # settings are read once per process: each test reads its own environment
     yield
     reload_settings()
-
-
-def store_env() -> dict[str, str]:
-    """The store part of this test's environment, for tests that build an environment of their
-    own (a subprocess's, a Settings'): STORE_URL when the test runs on PostgreSQL."""
-    url = os.environ.get("STORE_URL")
-    return {"STORE_URL": url} if url else {}
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from backend.backend_agent import BackendAgent
 from backend.settings import Settings
 from backend.voice.model import build_realtime_model
 from tests.fakes.gemini_live import FakeGeminiLive
+from tests.postgres import store_env
 
 
 @pytest.fixture
@@ -18,6 +19,7 @@ def agent_env(tmp_path) -> dict[str, str]:
     """The environment of a test call: a temporary store, no fsync, a fixed business and
     threshold. Tests that need more settings build theirs from it."""
     return {
+        **store_env(),
         "DATA_DIR": str(tmp_path / "data"),
         "STORE_FSYNC": "0",
         "GOOGLE_API_KEY": "test-key",

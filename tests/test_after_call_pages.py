@@ -10,6 +10,7 @@ from backend.api_server import create_app
 from backend.backend_agent import BackendAgent
 from backend.settings import Settings
 from tests.fakes.gemini_rest import FakeGeminiRest
+from tests.postgres import store_env
 from tests.test_dashboard import sign_in
 from tests.test_summary import LEAD, REPLY, ended_call
 
@@ -26,7 +27,13 @@ def rest(monkeypatch):
 
 @pytest.fixture
 def backend(data_dir):
-    env = {"DATA_DIR": str(data_dir), "GOOGLE_API_KEY": "k", "STORE_FSYNC": "0", "TELEPHONY_USD_PER_MINUTE": "0.02"}
+    env = {
+        **store_env(),
+        "DATA_DIR": str(data_dir),
+        "GOOGLE_API_KEY": "k",
+        "STORE_FSYNC": "0",
+        "TELEPHONY_USD_PER_MINUTE": "0.02",
+    }
     agent = BackendAgent(settings=Settings.from_env(env, dotenv=False))
     yield agent
     agent.close()
@@ -44,7 +51,7 @@ def signed_in(client):
 
 
 def test_the_summary_lead_qualification_and_cost_are_shown(backend, rest, data_dir):
-    client = signed_in(create_app({"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
+    client = signed_in(create_app({**store_env(), "DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
     ended_call(backend, debt=4000)  # below the threshold: our rule says not qualified
     rest.say({**REPLY, "summary": "Pat <script>alert(1)</script> owes money."})
     backend.run_jobs()
@@ -57,7 +64,7 @@ def test_the_summary_lead_qualification_and_cost_are_shown(backend, rest, data_d
 
 
 def test_a_reply_kept_with_its_errors_is_shown_as_it_came(backend, rest, data_dir):
-    client = signed_in(create_app({"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
+    client = signed_in(create_app({**store_env(), "DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
     ended_call(backend)
     rest.say("not json <b>at all</b>")
     backend.run_jobs()
@@ -67,7 +74,7 @@ def test_a_reply_kept_with_its_errors_is_shown_as_it_came(backend, rest, data_di
 
 
 def test_the_box_arrives_by_the_live_update(backend, rest, data_dir):
-    client = signed_in(create_app({"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
+    client = signed_in(create_app({**store_env(), "DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
     ended_call(backend)
     first = client.get("/live?session_id=s1&after_seq=0").get_json()
     before = first["after_call"]["key"]
@@ -80,7 +87,7 @@ def test_the_box_arrives_by_the_live_update(backend, rest, data_dir):
 
 
 def test_the_calls_cost_and_a_missing_price_are_shown(backend, data_dir):
-    client = signed_in(create_app({"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
+    client = signed_in(create_app({**store_env(), "DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
     backend.start_session("c1", "+12025550143")
     usage = [{"type": "llm_usage", "model": "gemini-live-x", "input_tokens": 900, "output_tokens": 300}]
     assert backend.end_call("completed", "+12025550143", duration_seconds=120, session_id="c1", usage=usage)["success"]
@@ -90,7 +97,7 @@ def test_the_calls_cost_and_a_missing_price_are_shown(backend, data_dir):
 
 
 def test_the_overview_shows_cost_and_qualification_rate(backend, data_dir):
-    client = signed_in(create_app({"DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
+    client = signed_in(create_app({**store_env(), "DATA_DIR": str(data_dir), "API_TOKENS": [TOKEN]}).test_client())
     for sid, reason in (("o1", "customer_qualified_transfer"), ("o2", "customer_not_qualified")):
         backend.start_session(sid, "+12025550143")
         backend.end_call(reason, "+12025550143", duration_seconds=180, session_id=sid, usage=[])

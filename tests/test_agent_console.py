@@ -16,8 +16,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from backend.store import JournalStore
 from tests.fakes.gemini_live import FakeGeminiLive, speech, tool_call
+from tests.postgres import configured_store
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -83,7 +83,7 @@ def test_console_text_mode_saves_what_the_caller_says(gemini, tmp_path):
 
     assert [r["name"] for r in gemini.tool_responses()] == ["share_information"]
     assert "output" in gemini.tool_responses()[0]["response"], gemini.tool_responses()
-    store = JournalStore(data_dir)
+    store = configured_store(data_dir)
     try:
         records, _more = store.query_information(caller_id="console")
         assert [(r["category"], r["information"], r["fields"]) for r in records] == [

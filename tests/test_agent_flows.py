@@ -6,20 +6,17 @@ every call ends with exactly one call log."""
 from __future__ import annotations
 
 import os
-import resource
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from backend.backend_agent import BackendAgent
-from backend.store.journal import JOURNAL
 from backend.voice.caller import CONSOLE_CALLER_ID, CallDetails, call_details
 from tests.fakes.scripted_llm import CALLER, ScriptedLLM, opt_out_turns, start_call, tool, turn
+from tests.faults import full_disk
 
 pytest_plugins = ["tests.conftest_agent"]
 
@@ -220,19 +217,6 @@ async def test_bad_tool_arguments_become_errors_the_model_can_fix(agent_backend,
     assert agent_backend.get_shared_information(session_id="hijack")["count"] == 0
 
 
-@contextmanager
-def disk_full(journal: Path):
-    """Writes past the journal's current size fail with EFBIG, as on a full disk."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (journal.stat().st_size, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
-
-
 async def test_store_failure_is_a_tool_error_and_the_call_goes_on(agent_backend, agent_settings):
     model = ScriptedLLM(turn("Hello!"))
     session, agent = start_call(agent_backend, agent_settings, model)
@@ -250,7 +234,7 @@ async def test_store_failure_is_a_tool_error_and_the_call_goes_on(agent_backend,
         ),
         turn("I see. And what state are you in?"),
     )
-    with disk_full(agent_settings.data_dir / JOURNAL):
+    with full_disk(agent_settings.data_dir):
         result = await session.run(user_input="I owe twenty thousand in medical bills.")
     result.expect.next_event().is_function_call(name="share_information")
     error = result.expect.next_event().is_function_call_output(is_error=True).event().item.output
@@ -327,6 +311,7 @@ print(backend.get_shared_information(session_id="s1")["count"])
 """
 
 
+@pytest.mark.json_store_only  # the JSON store's index, frozen out of the collector's sight
 @pytest.mark.slow
 def test_prewarm_takes_first_use_costs_off_the_call(tmp_path):
     """A full collection walking the store's index, or google-genai building a type's schema on

@@ -15,12 +15,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 import telephony_agent
 from backend.backend_agent import BackendAgent
 from backend.calls import leases
 from backend.store.leases import LIVE_DIR
+from backend.store.postgres import PgStore
 from backend.voice import call
 from tests.fakes.scripted_llm import CALLER, ScriptedLLM, start_call, tool, turn
 
@@ -68,9 +71,26 @@ def killed_call(data_dir: Path) -> None:
         proc.wait(timeout=30)
 
 
-def lease_file(backend: BackendAgent, session_id: str) -> Path:
-    """Where the JSON store keeps a call's lease (DATA_DIR/live/)."""
-    return backend.store._leases._path(session_id)
+def set_lease(backend: BackendAgent, session_id: str, *, touched: float | None = None, **fields) -> None:
+    """Change a call's lease where its store keeps it: its file under DATA_DIR/live/ (the JSON
+    store; `touched` is the file's mtime) or its row in `leases` (PostgreSQL)."""
+    store = backend.store
+    if isinstance(store, PgStore):
+        changes = fields | ({} if touched is None else {"touched": touched})
+        with psycopg.connect(store.url, autocommit=True) as conn:
+            for column, value in changes.items():
+                update = sql.SQL("UPDATE leases SET {} = %s WHERE session_id = %s").format(sql.Identifier(column))
+                conn.execute(update, (value, session_id))
+        return
+    path = store._leases._path(session_id)
+    if fields:
+        path.write_text(json.dumps(json.loads(path.read_text()) | fields))
+    if touched is not None:
+        os.utime(path, (touched, touched))
+
+
+def lease_touched(backend: BackendAgent, session_id: str) -> float:
+    return next(lease.touched for lease in backend.store.leases() if lease.session_id == session_id)
 
 
 def calls_of(backend: BackendAgent, session_id: str) -> list[dict]:
@@ -87,7 +107,7 @@ def test_prewarm_writes_the_call_log_a_killed_agent_process_never_wrote(tmp_path
     assert not leases.process_alive(orphan.pid, orphan.process_start)
     # the call's last sign of life: its last heartbeat, 42 s after the session started
     started = datetime.fromisoformat(before.store.get_session("dead-call")["started_at"])
-    os.utime(lease_file(before, "dead-call"), (started.timestamp() + 42, started.timestamp() + 42))
+    set_lease(before, "dead-call", touched=started.timestamp() + 42)
 
     monkeypatch.setenv("DATA_DIR", str(data_dir))
     monkeypatch.setenv("STORE_FSYNC", "0")
@@ -118,10 +138,7 @@ async def test_a_live_call_is_left_alone(agent_backend, agent_settings):
 
 async def test_a_reused_pid_is_not_taken_for_the_dead_calls_process(agent_backend, agent_settings):
     start_call(agent_backend, agent_settings, ScriptedLLM(), session_id="old-call")
-    path = lease_file(agent_backend, "old-call")
-    body = json.loads(path.read_text())
-    body["process_start"] = "1"  # our pid, but a process that started at boot: not us
-    path.write_text(json.dumps(body))
+    set_lease(agent_backend, "old-call", process_start="1")  # our pid, but a process that started at boot: not us
 
     [closed] = agent_backend.close_orphaned_calls()
     assert (closed["session_id"], closed["reason"]) == ("old-call", "agent_error")
@@ -133,16 +150,15 @@ async def test_a_lease_of_another_host_is_judged_by_its_heartbeat(agent_backend,
     for sid in ("old-container", "other-machine"):
         start_call(agent_backend, agent_settings, ScriptedLLM(), session_id=sid)
     for held in agent_backend.store.leases():
-        path = lease_file(agent_backend, held.session_id)
-        path.write_text(json.dumps(json.loads(path.read_text()) | {"host": "elsewhere"}))
-        if held.session_id == "old-container":  # no heartbeat for 10 minutes
-            os.utime(path, (time.time() - 600, time.time() - 600))
+        quiet = held.session_id == "old-container"  # no heartbeat for 10 minutes
+        set_lease(agent_backend, held.session_id, host="elsewhere", touched=time.time() - 600 if quiet else None)
 
     assert [c["session_id"] for c in agent_backend.close_orphaned_calls()] == ["old-container"]
     assert agent_backend.store.get_session("other-machine")["status"] == "active"
     assert [x.session_id for x in agent_backend.store.leases()] == ["other-machine"]
 
 
+@pytest.mark.json_store_only  # a lease file torn on disk
 def test_an_unreadable_lease_is_skipped_not_fatal(agent_backend, agent_settings, caplog):
     live = Path(agent_settings.data_dir) / LIVE_DIR
     live.mkdir(parents=True)
@@ -170,8 +186,7 @@ async def test_ending_a_call_releases_its_lease(agent_backend, agent_settings):
 async def test_a_running_call_keeps_its_lease_fresh(agent_backend, agent_settings, monkeypatch):
     monkeypatch.setattr(call, "HEARTBEAT_SECONDS", 0.05)
     session, _agent = start_call(agent_backend, agent_settings, ScriptedLLM(), session_id="beating")
-    path = lease_file(agent_backend, "beating")
-    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    set_lease(agent_backend, "beating", touched=time.time() - 3600)
     await asyncio.sleep(0.3)
-    assert path.stat().st_mtime > time.time() - 5
+    assert lease_touched(agent_backend, "beating") > time.time() - 5
     session.userdata.heartbeat.cancel()

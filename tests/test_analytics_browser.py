@@ -29,7 +29,11 @@ from tests.test_dashboard_browser import (
     wait_until_up,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.json_store_only,
+]  # one server per module; the analytics on PostgreSQL: test_analytics.py
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)

@@ -325,6 +325,7 @@ print(len(sessions), sum(id(s) in tracked for s in sessions))
 """
 
 
+@pytest.mark.json_store_only  # the JSON store's index
 def test_worker_init_hides_the_store_index_from_the_garbage_collector(tmp_path):
     """gunicorn.conf.py's post_worker_init freezes what the worker loaded, so a full collection
     does not walk the store's index in the middle of requests."""

@@ -12,6 +12,7 @@ import pytest
 from backend.backend_agent import BackendAgent, spoken_time
 from backend.calls.hours import parse_calling_hours
 from backend.settings import Settings, get_settings, override_settings
+from tests.postgres import store_env
 
 CALLER = "+15551234567"
 
@@ -118,11 +119,15 @@ def test_get_current_time_accepts_iana_names_and_refuses_others(backend):
 
 
 def test_calling_hours_setting_is_honoured(data_dir):
-    settings = Settings.from_env({"DATA_DIR": str(data_dir), "CALLING_HOURS": "00:00-23:59"}, dotenv=False)
+    settings = Settings.from_env(
+        {**store_env(), "DATA_DIR": str(data_dir), "CALLING_HOURS": "00:00-23:59"}, dotenv=False
+    )
     agent = BackendAgent(settings=settings)
     now = datetime.now(ZoneInfo("America/New_York"))
     assert agent.get_current_time()["within_calling_hours"] == ((now.hour, now.minute) < (23, 59))
-    broken = BackendAgent(settings=Settings.from_env({"DATA_DIR": str(data_dir), "CALLING_HOURS": "9-5"}, dotenv=False))
+    broken = BackendAgent(
+        settings=Settings.from_env({**store_env(), "DATA_DIR": str(data_dir), "CALLING_HOURS": "9-5"}, dotenv=False)
+    )
     assert broken.get_current_time()["error"] == "invalid_calling_hours"
 
 
@@ -135,6 +140,7 @@ def test_helpers():
     assert spoken_time(datetime(2026, 11, 22, 0, 30)) == "Sunday, November 22 at 12:30 AM"
 
 
+@pytest.mark.json_store_only  # the journal's file in DATA_DIR
 def test_default_data_dir_comes_from_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "elsewhere"))
     with override_settings():  # the environment read afresh
@@ -166,7 +172,9 @@ def test_get_current_time_and_the_outbound_gate_agree_on_calling_hours(data_dir,
     from backend import backend_agent
     from backend.calls import hours as sip
 
-    agent = BackendAgent(settings=Settings.from_env({"DATA_DIR": str(data_dir), "CALLING_HOURS": hours}, dotenv=False))
+    agent = BackendAgent(
+        settings=Settings.from_env({**store_env(), "DATA_DIR": str(data_dir), "CALLING_HOURS": hours}, dotenv=False)
+    )
     for hour, minute in [(0, 0), (7, 59), (8, 0), (12, 30), (20, 59), (21, 0), (23, 59)]:
         moment = datetime(2026, 11, 23, hour, minute, tzinfo=ZoneInfo("America/New_York"))
         monkeypatch.setattr(backend_agent, "utc_now", lambda moment=moment: moment.astimezone(UTC))

@@ -9,8 +9,11 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import pytest
+
 from backend.calls import leases
-from backend.store.journal import JOURNAL, QUARANTINE, JournalStore
+from backend.store.journal import JOURNAL, QUARANTINE
+from tests.postgres import configured_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CALLER = "+15551234567"
@@ -65,7 +68,7 @@ def cli(data_dir, *args):
 
 
 def seeded(data_dir):
-    store = JournalStore(data_dir)
+    store = configured_store(data_dir)
     store.start_session("s1", CALLER)
     store.add_information(information="Owes $12,000", category="debt_info", caller_id=CALLER, session_id="s1")
     store.end_session(reason="completed", caller_id=CALLER, session_id="s1")
@@ -80,6 +83,7 @@ def test_stats(data_dir):
     assert stats["total_information"] == 1 and stats["total_calls"] == 1 and stats["by_outcome"] == {"completed": 1}
 
 
+@pytest.mark.json_store_only  # repairs the journal's torn lines
 def test_verify_healthy_then_repairs_and_reports(data_dir):
     seeded(data_dir)
     assert cli(data_dir, "verify").returncode == 0
@@ -95,7 +99,7 @@ def test_verify_healthy_then_repairs_and_reports(data_dir):
 
 
 def test_verify_closes_the_calls_of_dead_agent_processes(data_dir):
-    store = JournalStore(data_dir)
+    store = configured_store(data_dir)
     store.start_session("crashed", CALLER)
     store.add_information(information="Owes $12,000", category="debt_info", caller_id=CALLER, session_id="crashed")
     store.start_session("running", "+12025550143")
@@ -109,7 +113,7 @@ def test_verify_closes_the_calls_of_dead_agent_processes(data_dir):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["closed_calls"] == ["crashed"]
     assert "closed call crashed" in result.stderr
-    store = JournalStore(data_dir)
+    store = configured_store(data_dir)
     assert (store.session_call("crashed")["reason"], store.session_call("crashed")["information_count"]) == (
         "agent_error",
         1,
@@ -135,14 +139,14 @@ def test_import_legacy_once(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)
     assert counts["information"] == 2 and counts["rejected"] == 1 and counts["calls"] == 1 and counts["sessions"] == 1
-    store = JournalStore(data_dir)
+    store = configured_store(data_dir)
     records = store.session_information("old-1")
     assert [r["id"] for r in records] == ["a1", "a2"]
     assert records[0]["timestamp"] == "2025-09-29T10:03:00.000Z"
     assert store.session_call("old-1")["duration_seconds"] == 420
     again = json.loads(cli(data_dir, "import-legacy", str(path)).stdout)
     assert again["skipped"] is True
-    assert JournalStore(data_dir).summary()["total_information"] == 2
+    assert configured_store(data_dir).summary()["total_information"] == 2
 
 
 def test_import_legacy_bad_file_is_a_clear_error(data_dir, tmp_path):

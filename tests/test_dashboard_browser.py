@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+from tests.postgres import store_env
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.json_store_only,
+]  # one server per module; the pages' data on PostgreSQL: test_dashboard.py
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -453,7 +459,7 @@ def test_the_calls_summary_and_lead_arrive_on_its_page_live(page, server, monkey
 
     rest = FakeGeminiRest()
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", rest.base_url)
-    env = {"DATA_DIR": str(server["data_dir"]), "GOOGLE_API_KEY": "k", "STORE_FSYNC": "0"}
+    env = {**store_env(), "DATA_DIR": str(server["data_dir"]), "GOOGLE_API_KEY": "k", "STORE_FSYNC": "0"}
     worker = BackendAgent(settings=Settings.from_env(env, dotenv=False))
     try:
         worker.run_jobs()  # the module's earlier calls' summaries first: this test scripts only its own

@@ -4,9 +4,13 @@ the agent's first two turns; `call_recorded` is required only while the call is 
 
 from __future__ import annotations
 
+import pytest
+
 from backend.calls.disclosures import DisclosureCheck, normalise, phrases_from, said
 from backend.settings import Settings
 from backend.voice.prompts import disclosure_check
+
+pytestmark = pytest.mark.store_free  # touches no store
 
 SETTINGS = Settings.from_env({"BUSINESS_NAME": "Acme Debt Help", "CALLBACK_NUMBER": "+18005550123"}, dotenv=False)
 

@@ -15,6 +15,8 @@ from backend.calls import dnc
 from backend.calls.numbers import InvalidPhoneNumber
 from backend.settings import Settings
 from tests.fakes.scripted_llm import ScriptedLLM, opt_out_turns, start_call, tool, turn
+from tests.faults import refuse_writes
+from tests.postgres import store_env
 
 pytest_plugins = ["tests.conftest_agent"]
 
@@ -66,7 +68,8 @@ def test_numbers_that_are_not_phone_numbers_are_refused(store):
 @pytest.fixture
 def api_settings(tmp_path) -> Settings:
     return Settings.from_env(
-        {"DATA_DIR": str(tmp_path / "api"), "STORE_FSYNC": "0", "CALLING_HOURS": "08:00-21:00"}, dotenv=False
+        {**store_env(), "DATA_DIR": str(tmp_path / "api"), "STORE_FSYNC": "0", "CALLING_HOURS": "08:00-21:00"},
+        dotenv=False,
     )
 
 
@@ -216,21 +219,9 @@ async def test_an_inbound_caller_on_the_list_is_still_served(agent_backend, agen
 
 # ---- an opt-out the store cannot save is never confirmed -----------------------------------------
 def full_disk_for_dnc_writes(monkeypatch, failures: int | None = None) -> list[int]:
-    """The journal's disk refuses the do-not-call list's writes (ENOSPC), `failures` times or
-    always; every other write goes through. Returns the count of refused writes."""
-    import errno
-
-    import backend.store.journal as journal
-
-    real_write, refused = journal.os.write, []
-
-    def write(fd, data):
-        if b'"kind":"dnc"' in data and (failures is None or len(refused) < failures):
-            refused.append(len(data))
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
-
-    monkeypatch.setattr(journal.os, "write", write)
+    """The store's disk refuses the do-not-call list's writes, `failures` times or always; every
+    other write goes through. Returns the refused writes."""
+    refused = refuse_writes(monkeypatch, b'"kind":"dnc"', failures)
     monkeypatch.setattr("backend.backend_agent.OPT_OUT_RETRY_SECONDS", 0.01)
     return refused
 
@@ -281,7 +272,7 @@ async def test_a_passing_write_failure_is_retried_and_the_opt_out_confirmed(agen
 
 
 def test_verify_lists_an_opt_out_whose_write_had_failed(settings, monkeypatch):
-    backend = BackendAgent(settings=settings)  # the journal store: its disk is what fills up
+    backend = BackendAgent(settings=settings)  # the configured store: its disk is what fills up
     full_disk_for_dnc_writes(monkeypatch)
     backend.start_session("s-9", NUMBER)
     assert backend.opt_out(NUMBER, "s-9")["error"] == "store_unavailable"

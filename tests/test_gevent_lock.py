@@ -30,7 +30,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Only bounds how long a failing run waits; nothing is asserted about durations.
 PATIENCE = 20
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.json_store_only]  # the JSON store's file lock under gevent
 
 
 def waiters(lock_path: Path) -> set[int]:

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from backend.postcall import jobs
+from tests.postgres import configured_store
 
 FAST = jobs.Policy(max_attempts=3, first_delay=0.0, max_delay=0.0)
 
@@ -77,12 +78,11 @@ def test_skip_records_why(store):
 
 
 def test_jobs_outlive_the_process(data_dir):
-    from backend.store import JournalStore
 
-    first = JournalStore(data_dir)
+    first = configured_store(data_dir)
     jobs.enqueue(first, "j5", "summary", {"session_id": "s5"})
     first.close()
-    again = JournalStore(data_dir)  # a restart: the job is still due
+    again = configured_store(data_dir)  # a restart: the job is still due
     assert jobs.claim(again)["payload"] == {"session_id": "s5"}
 
 
@@ -93,6 +93,7 @@ def test_due_jobs_come_oldest_first(store, n):
     assert [jobs.claim(store)["id"] for _ in range(n)] == ["k0", "k1", "k2"]
 
 
+@pytest.mark.json_store_only  # the JSON store's index
 def test_a_jobs_payload_stays_in_the_journal_not_in_every_processs_index(store):
     event = {"call": {"session_id": "s9", "information_count": 7}, "session": {"caller_id": "+15551234567"}}
     jobs.enqueue(store, "webhook:call.ended:s9", "webhook", {"event": event})

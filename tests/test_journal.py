@@ -14,6 +14,8 @@ import pytest
 from backend.store.journal import JOURNAL, QUARANTINE, SNAPSHOT, JournalStore
 from backend.store.records import StoreError, StoreUnavailable
 
+pytestmark = pytest.mark.json_store_only  # the JSON store's own files
+
 CALLER = "+15551234567"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

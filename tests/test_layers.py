@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.store_free  # reads the source only
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("backend", "dashboard")
 TOP_FILES = ("telephony_agent.py", "gunicorn.conf.py")

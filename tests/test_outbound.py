@@ -26,6 +26,7 @@ from backend.voice import dial
 from backend.voice.caller import call_details, dispatch_call_id, dispatch_phone_number
 from tests.fakes.livekit_twirp import TwirpError
 from tests.fakes.scripted_llm import ScriptedLLM, turn
+from tests.postgres import store_env
 
 TOKEN = "outbound-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -52,6 +53,7 @@ def _dispatch_answer(req):
 
 def make_settings(tmp_path, livekit=None, **env) -> Settings:
     base = {
+        **store_env(),
         "DATA_DIR": str(tmp_path / "data"),
         "STORE_FSYNC": "0",
         "CALLING_HOURS": hours_around_now(),

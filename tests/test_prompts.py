@@ -32,6 +32,8 @@ from backend.voice.prompts import (
 from backend.voice.tools import TOOL_NAMES, CallTools, InformationFields
 from tests.fakes.scripted_llm import ScriptedLLM
 
+pytestmark = pytest.mark.store_free  # touches no store
+
 CHECK_FILES = {"disclosure_phrases"}  # read by the code, never sent to the model
 PROMPTS = sorted(p.stem for p in PROMPT_DIR.glob("*.md") if p.stem not in CHECK_FILES)
 SETTINGS = Settings.from_env({"BUSINESS_NAME": "Acme Debt Help", "CALLBACK_NUMBER": "+15550001111"}, dotenv=False)

@@ -29,6 +29,8 @@ from backend.provision import cli, config, twilio_trunk
 from tests.fakes.livekit_twirp import FakeTwirpServer, TwirpError
 from tests.fakes.twilio_rest import FakeTwilio
 
+pytestmark = pytest.mark.store_free  # provisioning touches no store
+
 REPO = Path(__file__).resolve().parents[1]
 OAI_DIR = Path(os.environ.get("TWILIO_OAI_DIR", REPO.parent / "shared" / "twilio-oai"))
 ACCOUNT_SID = "AC" + "a" * 32

@@ -15,7 +15,11 @@ import pytest
 
 from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, TOKEN, XSS, free_port, wait_until_up
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.json_store_only,
+]  # one server per module; recordings on PostgreSQL: test_recording_pages.py
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)

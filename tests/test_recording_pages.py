@@ -16,6 +16,7 @@ from backend.api_server import create_app
 from backend.backend_agent import BackendAgent
 from backend.settings import Settings
 from backend.store import MemoryStore
+from tests.postgres import store_env
 from tests.test_dashboard import CALLER, TOKEN, XSS, sign_in
 
 PLAYER = re.compile(r"\ssrc=")  # an <audio> with a source (data-src is the address kept for later)
@@ -51,6 +52,7 @@ def backend(store, settings) -> BackendAgent:
 def client(store, settings, tmp_path):
     app = create_app(
         {
+            **store_env(),
             "DATA_DIR": str(tmp_path / "data"),
             "API_TOKENS": [TOKEN],
             "TESTING": True,

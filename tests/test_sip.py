@@ -18,6 +18,8 @@ from backend.calls.sip_results import OUTBOUND_END_REASONS, DialResult
 from backend.livekit import sip
 from tests.fakes.livekit_twirp import API_KEY, API_SECRET, FakeTwirpServer, TwirpError
 
+pytestmark = pytest.mark.store_free  # touches no store
+
 # The contract's end reasons (section 1).
 CONTRACT_REASONS = {
     "customer_qualified_transfer",

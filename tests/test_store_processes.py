@@ -17,6 +17,8 @@ import pytest
 
 from backend.store.journal import JOURNAL, JournalStore
 
+pytestmark = pytest.mark.json_store_only  # processes sharing the JSON store's files (PostgreSQL's: test_postgres.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WRITER = textwrap.dedent(

@@ -3,13 +3,16 @@ queries return exactly what a plain list model says, and both schema validators 
 
 from __future__ import annotations
 
+import os
 import tempfile
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.store import JournalStore, MemoryStore
+from backend.store.postgres import PgStore
 from backend.store.records import CATEGORIES, fast_validator, validator
+from tests.postgres import empty_database
 
 callers = st.sampled_from(["+15550000001", "+15550000002", "+15550000003"])
 sessions = st.sampled_from(["a", "b", "c", "d"])
@@ -35,6 +38,13 @@ def stores():
     yield MemoryStore()
     with tempfile.TemporaryDirectory() as d:
         yield JournalStore(d, fsync=False)
+    if os.environ.get("STORE_URL"):  # each example starts from an empty database
+        empty_database(os.environ["STORE_URL"])
+        store = PgStore(os.environ["STORE_URL"], pool_size=2)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

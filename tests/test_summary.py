@@ -17,6 +17,7 @@ from backend.backend_agent import BackendAgent
 from backend.postcall import jobs, summary
 from backend.settings import Settings
 from tests.fakes.gemini_rest import FakeGeminiRest
+from tests.postgres import store_env
 
 CALLER = "+12025550143"
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def rest(monkeypatch):
 
 @pytest.fixture
 def backend(data_dir):
-    env = {"DATA_DIR": str(data_dir), "GOOGLE_API_KEY": "test-key", "STORE_FSYNC": "0"}
+    env = {**store_env(), "DATA_DIR": str(data_dir), "GOOGLE_API_KEY": "test-key", "STORE_FSYNC": "0"}
     agent = BackendAgent(settings=Settings.from_env(env, dotenv=False))
     yield agent
     agent.close()
@@ -113,7 +114,9 @@ def test_a_lead_that_breaks_the_schema_is_kept_with_the_validation_error(backend
 
 
 def test_without_a_key_the_job_is_skipped(data_dir, rest):
-    agent = BackendAgent(settings=Settings.from_env({"DATA_DIR": str(data_dir), "STORE_FSYNC": "0"}, dotenv=False))
+    agent = BackendAgent(
+        settings=Settings.from_env({**store_env(), "DATA_DIR": str(data_dir), "STORE_FSYNC": "0"}, dotenv=False)
+    )
     ended_call(agent)
     agent.run_jobs()
     job = agent.summary_of("s1")
@@ -154,7 +157,9 @@ def work_once(data_dir, base_url):
 
 @pytest.mark.slow
 def test_a_crash_between_call_end_and_summary_still_gives_exactly_one(data_dir, rest):
-    agent = BackendAgent(settings=Settings.from_env({"DATA_DIR": str(data_dir), "STORE_FSYNC": "0"}, dotenv=False))
+    agent = BackendAgent(
+        settings=Settings.from_env({**store_env(), "DATA_DIR": str(data_dir), "STORE_FSYNC": "0"}, dotenv=False)
+    )
     agent.start_session("s1", CALLER)
     # the call log was written, and the process died before it queued the summary
     agent.store.end_session(reason="completed", caller_id=CALLER, session_id="s1", duration_seconds=30)
@@ -175,7 +180,7 @@ def test_the_session_api_shows_the_summary_lead_qualification_and_cost(backend, 
     from backend.api_server import create_app
 
     ended_call(backend)
-    app = create_app({"DATA_DIR": str(data_dir), "API_TOKENS": ["t"], "TESTING": True})
+    app = create_app({**store_env(), "DATA_DIR": str(data_dir), "API_TOKENS": ["t"], "TESTING": True})
     detail = app.test_client().get("/api/sessions/s1", headers={"Authorization": "Bearer t"}).get_json()
     assert detail["summary"] == {"state": "queued", "attempts": 0, "error": None, "reason": None}
     rest.say(REPLY)
@@ -188,6 +193,7 @@ def test_the_session_api_shows_the_summary_lead_qualification_and_cost(backend, 
 
 def test_a_ready_summary_is_queued_for_the_webhook(data_dir, rest):
     env = {
+        **store_env(),
         "DATA_DIR": str(data_dir),
         "GOOGLE_API_KEY": "k",
         "STORE_FSYNC": "0",

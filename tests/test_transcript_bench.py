@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.store_free]  # the bench's own check
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,6 +13,7 @@ from backend.api_server import create_app
 from backend.backend_agent import BackendAgent
 from backend.calls import outbound
 from backend.settings import Settings
+from tests.postgres import store_env
 
 AUTH_TOKEN = "twilio-auth-token-for-tests"
 API_TOKEN = "api-token"
@@ -23,7 +24,7 @@ PUBLIC = "https://agent.example.com"
 
 def make_app(tmp_path, **env):
     settings = Settings.from_env(
-        {"DATA_DIR": str(tmp_path / "data"), "STORE_FSYNC": "0", "TWILIO_AUTH_TOKEN": AUTH_TOKEN, **env},
+        {**store_env(), "DATA_DIR": str(tmp_path / "data"), "STORE_FSYNC": "0", "TWILIO_AUTH_TOKEN": AUTH_TOKEN, **env},
         dotenv=False,
     )
     return create_app(

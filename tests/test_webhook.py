@@ -27,7 +27,7 @@ from backend import backend_agent
 from backend.backend_agent import BackendAgent
 from backend.postcall import jobs, webhook
 from backend.settings import Settings
-from backend.store import JournalStore
+from tests.postgres import configured_store
 
 CALLER = "+15551234567"
 FAST = dataclasses.replace(webhook.POLICY, first_delay=0.0, max_delay=0.0)  # the real deadline, no waits
@@ -345,17 +345,17 @@ def test_after_24_hours_of_failures_it_gives_up(wh, receiver, monkeypatch):
 @pytest.mark.slow
 def test_a_restart_between_queueing_and_delivery_delivers_once(data_dir, receiver, secret):
     settings = webhook_settings(data_dir, receiver.url, secret)
-    first = BackendAgent(store=JournalStore(data_dir), settings=settings)
+    first = BackendAgent(store=configured_store(data_dir), settings=settings)
     end_a_call(first)
     first.close()  # the process stops before any worker ran: nothing delivered
     assert receiver.requests == []
-    second = BackendAgent(store=JournalStore(data_dir), settings=settings)
+    second = BackendAgent(store=configured_store(data_dir), settings=settings)
     try:
         assert second.run_jobs(kinds=WEBHOOKS) == 1
         assert second.run_jobs(kinds=WEBHOOKS) == 0
     finally:
         second.close()
-    third = BackendAgent(store=JournalStore(data_dir), settings=settings)  # and again: nothing twice
+    third = BackendAgent(store=configured_store(data_dir), settings=settings)  # and again: nothing twice
     try:
         assert third.run_jobs(kinds=WEBHOOKS) == 0
         assert third.job(JOB)["state"] == "done"
@@ -367,11 +367,11 @@ def test_a_restart_between_queueing_and_delivery_delivers_once(data_dir, receive
 @pytest.mark.slow
 def test_a_worker_that_dies_mid_attempt_leaves_it_to_the_next(data_dir, receiver, secret, monkeypatch):
     settings = webhook_settings(data_dir, receiver.url, secret)
-    first = BackendAgent(store=JournalStore(data_dir), settings=settings)
+    first = BackendAgent(store=configured_store(data_dir), settings=settings)
     end_a_call(first)
     assert jobs.claim(first.store, ("webhook",), worker="dying")["id"] == JOB  # claimed, then killed
     first.close()
-    second = BackendAgent(store=JournalStore(data_dir), settings=settings)
+    second = BackendAgent(store=configured_store(data_dir), settings=settings)
     try:
         assert second.run_jobs(kinds=WEBHOOKS) == 0  # its claim holds for a while
         later = time.time() + jobs.CLAIM_SECONDS + 1
@@ -459,13 +459,14 @@ def test_jobs_of_kind_reads_the_newest_first_with_their_results(store):
     assert [j for j, _ in store.jobs_of_kind("summary")] == ["summary:s"]
 
 
+@pytest.mark.json_store_only  # the JSON store's index snapshot
 def test_jobs_of_kind_keeps_its_order_through_a_snapshot(data_dir):
-    first = JournalStore(data_dir)
+    first = configured_store(data_dir)
     for i in range(3):
         jobs.enqueue(first, f"webhook:t:{i}", "webhook", {})
     first.write_snapshot()
     first.close()
-    again = JournalStore(data_dir)
+    again = configured_store(data_dir)
     try:
         assert [j for j, _ in again.jobs_of_kind("webhook")] == ["webhook:t:2", "webhook:t:1", "webhook:t:0"]
     finally:
@@ -648,7 +649,7 @@ def test_the_session_page_shows_its_webhook_status(dash, store):
 
 # ---- the worker: python -m backend work ------------------------------------------------------------
 def _queue_a_call(data_dir, receiver, secret) -> None:
-    backend = BackendAgent(store=JournalStore(data_dir), settings=webhook_settings(data_dir, receiver.url, secret))
+    backend = BackendAgent(store=configured_store(data_dir), settings=webhook_settings(data_dir, receiver.url, secret))
     end_a_call(backend)
     backend.close()
 
@@ -699,7 +700,7 @@ def test_the_worker_process_delivers_and_stops_cleanly_on_sigterm(data_dir, rece
             worker.wait()
     assert worker.returncode == 0, err
     assert "job worker stopped" in err and secret not in err and "not-in-logs" not in err
-    store = JournalStore(data_dir)
+    store = configured_store(data_dir)
     try:
         assert store.job(JOB)["state"] == "done"
     finally:
