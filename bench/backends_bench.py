@@ -50,7 +50,14 @@ from bench.api_bench import TOKEN, latencies, pct, request, serve, stop, wait_re
 from bench.fill import caller_for, fill  # noqa: E402
 
 KINDS = ("json", "pg")
-LABEL = {"json": "JSON", "pg": "PostgreSQL"}
+# the same two without waiting for the disk: a diagnostic of what that wait costs, not a durable store
+LAZY = ("json_lazy", "pg_lazy")
+LABEL = {
+    "json": "JSON",
+    "pg": "PostgreSQL",
+    "json_lazy": "JSON without fsync",
+    "pg_lazy": "PostgreSQL with synchronous_commit=off",
+}
 GOAL_P99_MS = 5.0
 WRITE_CATEGORY = "debt_info"
 APP = "backend.api_server:create_app()"
@@ -59,12 +66,16 @@ APP = "backend.api_server:create_app()"
 # ---- the two backends --------------------------------------------------------------------------
 def open_backend(kind: str, location: str):
     """The backend functions over the JSON store in folder `location` (fsync on) or the
-    PostgreSQL store at URL `location`; the loaded heap frozen as the agent's prewarm does."""
+    PostgreSQL store at URL `location`, or (`*_lazy`) the same not waiting for the disk; the
+    loaded heap frozen as the agent's prewarm does."""
     from backend.backend_agent import BackendAgent
     from backend.store import JournalStore, freeze_loaded_heap
     from backend.store.postgres import PgStore
 
-    store = JournalStore(location, fsync=True) if kind == "json" else PgStore(location, pool_size=10)
+    if kind.startswith("json"):
+        store = JournalStore(location, fsync=kind == "json")
+    else:
+        store = PgStore(location if kind == "pg" else no_wal_wait(location), pool_size=10)
     freeze_loaded_heap()
     return BackendAgent(store=store)
 
@@ -384,16 +395,25 @@ def run_size(n: int, cluster, args, writes_only: bool = False) -> dict:
         row["open_s"] = open_s
         row["differences"] = same_answers(backends, callers, random.Random(5))
 
-        # 1. one writer, rounds alternating the two backends
+        # 1. one writer, in rounds alternating the backends, durable and (diagnostic) not: JSON
+        # without fsync is the same JournalStore with fsync off for its rounds (a second store
+        # in this process would read the first's writes at each round's first write)
+        writers = {**backends, "json_lazy": backends["json"], "pg_lazy": open_backend("pg_lazy", url)}
+        order = (*KINDS, *LAZY)
         per_round = max(1, args.writes // args.rounds)
-        calls = {k: open_calls(backends[k], f"single-{k}", args.warmup + per_round * args.rounds) for k in KINDS}
-        for kind in KINDS:
-            timed_writes(backends[kind], calls[kind][: args.warmup], "warm-up")
-        single: dict[str, list[float]] = {k: [] for k in KINDS}
-        for r in range(args.rounds):
-            for kind in KINDS if r % 2 == 0 else KINDS[::-1]:
-                lo = args.warmup + r * per_round
-                single[kind] += timed_writes(backends[kind], calls[kind][lo : lo + per_round], f"round {r}")
+        calls = {k: open_calls(writers[k], f"single-{k}", args.warmup + per_round * args.rounds) for k in order}
+        single: dict[str, list[float]] = {k: [] for k in order}
+        for r in range(-1, args.rounds):  # round -1: the warm-up, not timed
+            for kind in order if r % 2 == 0 else order[::-1]:
+                store = writers[kind].store
+                if kind.startswith("json"):
+                    store.fsync = kind == "json"
+                lo, hi = (0, args.warmup) if r < 0 else (args.warmup + r * per_round, args.warmup + (r + 1) * per_round)
+                lat = timed_writes(writers[kind], calls[kind][lo:hi], f"round {r}")
+                if r >= 0:
+                    single[kind] += lat
+        backends["json"].store.fsync = True
+        writers["pg_lazy"].close()
         row["write"] = {k: {"p50": pct(v, 0.5), "p99": pct(v, 0.99), "n": len(v)} for k, v in single.items()}
         print(f"[{n:>9,}] single writer done", file=sys.stderr, flush=True)
 
@@ -420,8 +440,9 @@ def run_size(n: int, cluster, args, writes_only: bool = False) -> dict:
 
         # 2. four writer processes
         row["four"] = {}
-        for kind in KINDS:
-            row["four"][kind] = four_writers(kind, location[kind], args.writer_writes, Path(tmp))
+        for kind in (*KINDS, *LAZY):
+            where = location[kind.removesuffix("_lazy")]
+            row["four"][kind] = four_writers(kind, where, args.writer_writes, Path(tmp))
             print(f"[{n:>9,}] four writers on {LABEL[kind]} done", file=sys.stderr, flush=True)
         row["differences"] += same_counts(location)
 
@@ -438,17 +459,6 @@ def run_size(n: int, cluster, args, writes_only: bool = False) -> dict:
             row["differences"] += problems
             print(f"[{n:>9,}] API done", file=sys.stderr, flush=True)
 
-        # diagnostic only, last (its writes make the two stores differ): PostgreSQL not waiting
-        # for the WAL flush at COMMIT, to show what that wait costs; not a durable store
-        lazy = open_backend("pg", no_wal_wait(url))
-        lazy_calls = open_calls(lazy, "lazy", args.warmup + args.writes)
-        timed_writes(lazy, lazy_calls[: args.warmup], "warm-up")
-        v = timed_writes(lazy, lazy_calls[args.warmup :], "lazy")
-        lazy.close()
-        row["diagnostic"] = {
-            "write": {"p50": pct(v, 0.5), "p99": pct(v, 0.99), "n": len(v)},
-            "four": four_writers("pg", no_wal_wait(url), args.writer_writes, Path(tmp)),
-        }
         row["load_end"] = os.getloadavg()[0]
     return row
 
@@ -482,7 +492,7 @@ def report(rows: list[dict], floors: dict, settings: dict, args) -> str:
         )
         ba = r["before_analyze"]
         say(
-            f"  right after the copy (autovacuum had {'' if ba['auto_analyzed'] else 'not '}analyzed it yet): "
+            f"  right after the copy (autovacuum had {'already' if ba['auto_analyzed'] else 'not yet'} analyzed it): "
             f"query_information(categories=[personal_info], limit=100) p50 {ba['category_page'][0]:.3f} / "
             f"p99 {ba['category_page'][1]:.3f} ms; then VACUUM (ANALYZE) took {r['analyze_s']:.1f} s"
         )
@@ -515,11 +525,13 @@ def report(rows: list[dict], floors: dict, settings: dict, args) -> str:
             for name in ("newest 100", "caller_id=...", "category=personal_info", "after_seq=..."):
                 say(line(f"GET /api/information {name} p50", api["json"][name][0], api["pg"][name][0]))
                 say(line(f"GET /api/information {name} p99", api["json"][name][1], api["pg"][name][1]))
-        dw, df = r["diagnostic"]["write"], r["diagnostic"]["four"]
-        say(
-            f"  diagnostic, not durable: PostgreSQL with synchronous_commit=off: write p50 {dw['p50']:.3f} / "
-            f"p99 {dw['p99']:.3f} ms; 4 writers {df['per_s']:.0f}/s, p50 {df['p50']:.3f} / p99 {df['p99']:.3f} ms"
-        )
+        say("  diagnostic, not durable: JSON without fsync | PostgreSQL with synchronous_commit=off")
+        for kind in LAZY:
+            w, f = r["write"][kind], r["four"][kind]
+            say(
+                f"    {LABEL[kind] + ':':<40} write p50 {w['p50']:.3f} / p99 {w['p99']:.3f} ms; "
+                f"4 writers {f['per_s']:.0f}/s, p50 {f['p50']:.3f} / p99 {f['p99']:.3f} ms"
+            )
         if r["differences"]:
             say("  ANSWERS DIFFER between the two stores: " + "; ".join(r["differences"][:10]))
         else:
