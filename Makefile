@@ -26,3 +26,4 @@ bench:
 	python3 bench/gevent_lock_bench.py
 	python3 bench/transcript_bench.py
 	python3 bench/analytics_bench.py
+	python3 bench/backends_bench.py

@@ -139,7 +139,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(app_spec: str, data_dir: Path, workers: int) -> tuple[subprocess.Popen, int]:
+def serve(app_spec: str, data_dir: Path, workers: int, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    """gunicorn with ./gunicorn.conf.py on a free loopback port; `env` adds to or overrides its
+    environment (e.g. STORE_URL)."""
     port = free_port()
     env = {
         **os.environ,
@@ -149,6 +151,7 @@ def serve(app_spec: str, data_dir: Path, workers: int) -> tuple[subprocess.Popen
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
         "STORE_FSYNC": "0",
+        **(env or {}),
     }
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--no-control-socket", app_spec]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
