@@ -344,10 +344,19 @@ def _filled_journal(data_dir):
     return backend
 
 
+def _analyze_count(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'entries'").fetchone()
+    return row[0]
+
+
 def test_copy_json_to_postgresql_and_back_gives_the_same_store_and_is_safe_to_rerun(data_dir, pg_url, tmp_path):
     source = _filled_journal(data_dir)
+    analyzed = _analyze_count(pg_url)
     report = copy_store(str(data_dir), pg_url)
     assert report["verified"] and report["copied"] == source.last_seq()
+    assert _analyze_count(pg_url) > analyzed  # the planner's statistics refreshed after the load
     assert report["target"]["entries"] == report["source"]["entries"]
     again = copy_store(str(data_dir), pg_url)
     assert again["copied"] == 0 and again["already_there"] == source.last_seq() and again["verified"]

@@ -1098,4 +1098,17 @@ class PgStore(Store):
         if chunk:
             flush()
             n += len(chunk)
+        if n:
+            self._analyze()
         return n
+
+    def _analyze(self) -> None:
+        """Refresh the planner's statistics after a bulk load, so the first queries on a copied
+        store use its indexes (a category page right after copying 100k records took 20 ms
+        before it, 1 ms after: bench/backends_bench.py)."""
+        psycopg = _psycopg()
+        try:
+            with self._connection() as conn:
+                conn.execute("ANALYZE entries, sessions, calls, disclosures, jobs")
+        except psycopg.Error as exc:  # only slower plans until autovacuum gets to it
+            log.warning("store: ANALYZE after the copy failed: %s", _reason(exc))
