@@ -106,14 +106,17 @@ class BackendAgent:
         *,
         store: Store | None = None,
         settings: Settings | None = None,
+        lean: bool = False,
     ) -> None:
+        """`lean`: an agent process's store, which indexes what a call needs and no more
+        (`backend/store/lean.py`); the API's reads still answer, slowly."""
         self.settings = settings or get_settings()
         if store is not None:
             self.store = store
         elif data_dir is not None:
-            self.store = JournalStore(data_dir, fsync=self.settings.store_fsync)
+            self.store = JournalStore(data_dir, fsync=self.settings.store_fsync, lean=lean)
         else:
-            self.store = open_store(self.settings)
+            self.store = open_store(self.settings, lean=lean)
 
     def close(self) -> None:
         self.store.close()

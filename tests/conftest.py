@@ -38,13 +38,13 @@ def data_dir(tmp_path) -> Path:
 
 
 def make_store(kind: str, data_dir: Path):
-    if kind == "journal":
-        return JournalStore(data_dir)
+    if kind.startswith("journal"):
+        return JournalStore(data_dir, lean=kind == "journal-lean")
     assert kind == "memory"
     return MemoryStore()
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+@pytest.fixture(params=[*sorted(IMPLEMENTATIONS), "journal-lean"])
 def store(request, data_dir):
     """The store, once per implementation that exists."""
     s = make_store(request.param, data_dir)
