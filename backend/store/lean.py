@@ -57,12 +57,10 @@ class LeanIndex:
         self._start_off = array("q")  # its session entry, or -1
         self._call_pos = array("i")  # its call log's position, or -1
         self._last_info = array("i")
-        self._info_count = array("i")
         self._session_before = array("i")  # the slot of its caller's previous session, or -1
         # a slot per caller id seen
         self._callers: dict[Any, int] = {}
         self._caller_last_info = array("i")
-        self._caller_info_count = array("i")
         self._caller_last_session = array("i")
         # call logs by position
         self.call_off = array("q")
@@ -84,8 +82,19 @@ class LeanIndex:
 
     def add_line(self, line: Line, off: int) -> None:
         kind, seq, facts = entry_facts(line, self.last_seq)
-        if kind is InfoLine:
-            self._add_info(off, facts[0], facts[1])
+        if kind is InfoLine:  # the most frequent line, and what makes an open take seconds: inline
+            n = self._slots.get(facts[0])
+            if n is None:
+                n = self._slot(facts[0])
+            c = self._callers.get(facts[1])
+            if c is None:
+                c = self._caller(facts[1])
+            pos = len(self.info_off)
+            self.info_off.append(off)
+            self._info_before_in_session.append(self._last_info[n])
+            self._last_info[n] = pos
+            self._info_before_of_caller.append(self._caller_last_info[c])
+            self._caller_last_info[c] = pos
         elif kind is SessionLine:
             self._add_session(off, facts[0], facts[1])
         elif kind is CallLine:
@@ -99,33 +108,14 @@ class LeanIndex:
         self._start_off.append(-1)
         self._call_pos.append(-1)
         self._last_info.append(-1)
-        self._info_count.append(0)
         self._session_before.append(-1)
         return n
 
     def _caller(self, caller) -> int:
         c = self._callers[caller] = len(self._caller_last_info)
         self._caller_last_info.append(-1)
-        self._caller_info_count.append(0)
         self._caller_last_session.append(-1)
         return c
-
-    def _add_info(self, off: int, sid, caller) -> None:
-        # the most frequent line of all, and the one that makes an open take seconds: no calls
-        n = self._slots.get(sid)
-        if n is None:
-            n = self._slot(sid)
-        c = self._callers.get(caller)
-        if c is None:
-            c = self._caller(caller)
-        pos = len(self.info_off)
-        self.info_off.append(off)
-        self._info_before_in_session.append(self._last_info[n])
-        self._last_info[n] = pos
-        self._info_count[n] += 1
-        self._info_before_of_caller.append(self._caller_last_info[c])
-        self._caller_last_info[c] = pos
-        self._caller_info_count[c] += 1
 
     def _add_session(self, off: int, sid, caller) -> None:
         n = self._slots.get(sid)
@@ -201,7 +191,8 @@ class LeanIndex:
         if n is None:
             return None
         start = self.fetch(self._start_off[n])
-        return session_view(start, self._call_of(n), self._info_count[n], self._disclosures(sid))
+        count = len(self._session_positions(n))
+        return session_view(start, self._call_of(n), count, self._disclosures(sid))
 
     def session_facts(self, sid: str) -> SessionFacts | None:
         n = self._started(sid)
@@ -212,7 +203,7 @@ class LeanIndex:
             caller_id=start["caller_id"],
             started_ts=fast_epoch(start["started_at"]),
             call=self._call_of(n),
-            information_count=self._info_count[n],
+            information_count=len(self._session_positions(n)),
             disclosures=self._disclosures(sid),
         )
 
@@ -247,19 +238,14 @@ class LeanIndex:
         """`Index.query_info`, narrowed by session, caller or `restrict`; without any of them,
         by the full index (see the module docstring)."""
         sid, caller = query.get("session_id"), query.get("caller_id")
-        sizes = []
+        lists = [] if restrict is None else [restrict]
         if sid is not None:
-            n = self._slots.get(sid)
-            sizes.append((0 if n is None else self._info_count[n], self._session_positions, n))
+            lists.append(self._session_positions(self._slots.get(sid)))
         if caller is not None:
-            c = self._callers.get(caller)
-            sizes.append((0 if c is None else self._caller_info_count[c], self._caller_positions, c))
-        if restrict is not None:
-            sizes.append((len(restrict), list, restrict))
-        if not sizes:
+            lists.append(self._caller_positions(self._callers.get(caller)))
+        if not lists:
             return self.full().query_info(restrict=restrict, **query)
-        _size, positions, of = min(sizes, key=lambda s: s[0])
-        return select_info(positions(of), _SeqOf(self), self.info, **query)
+        return select_info(min(lists, key=len), _SeqOf(self), self.info, **query)
 
     def query_calls(self, *, caller_id: str | None = None, **query) -> tuple[list[Entry], bool]:
         if caller_id:

@@ -75,7 +75,7 @@ def index_lines(add: Callable[[Line, int], None], chunk: bytes, end: int, base: 
     (`add` raised for it, or it is not JSON). Blank lines (quarantined ones) are skipped."""
     lines = chunk[:end].split(b"\n")
     lines.pop()  # what follows the last newline: nothing
-    starts = accumulate((len(line) + 1 for line in lines), initial=base)
+    starts = accumulate(map((1).__add__, map(len, lines)), initial=base)  # each line's offset
     check_utf8 = not chunk.isascii()
     bad: list[tuple[int, int]] = []
     for raw, off in zip(lines, starts, strict=False):
