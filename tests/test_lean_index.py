@@ -249,6 +249,15 @@ def test_every_read_of_a_lean_store_equals_the_full_stores(data_dir, history):
     assert_same_reads(lean, full, history)
 
 
+def test_events_whose_keys_hash_alike_are_told_apart(data_dir, history, monkeypatch):
+    """The lean index knows an event key by its hash; with every key colliding, each read still
+    gets the events of its own key only."""
+    monkeypatch.setattr("backend.store.lean.hash", lambda _key: 7, raising=False)
+    lean = JournalStore(data_dir, lean=True)
+    assert len(lean.index._last_event) == 1
+    assert_same_reads(lean, JournalStore(data_dir), history)
+
+
 def test_odd_and_corrupt_lines_are_read_alike_and_quarantined_alike(tmp_path, data_dir, history):
     corrupt = append_odd_lines(data_dir)
     twin = tmp_path / "twin"

@@ -70,10 +70,12 @@ class LeanIndex:
         self._outcomes: list[Any] = []  # the outcome of each code
         self._outcome_code: dict[Any, int] = {}
         self.call_outcome = _Decoded(self._outcome_codes, self._outcomes)
-        # events: where each is, and the previous event of the same (kind, key), or -1
+        # events: where each is, and the previous event of the same (kind, key), or -1. A key is
+        # known by its hash (a job id or session id is not kept, at a million calls that is tens
+        # of MB): keys of one hash share a chain, and readers keep the events of their own key
         self._event_off = array("q")
         self._event_before = array("i")
-        self._last_event: dict[Any, dict[Any, int]] = {}  # kind -> key -> newest event
+        self._last_event: dict[int, int] = {}  # hash((kind, key)) -> newest event
 
     # ---- building -------------------------------------------------------------------------
     def add(self, entry: Entry, off: int) -> None:
@@ -147,11 +149,9 @@ class LeanIndex:
         self._outcome_codes.append(code)
 
     def _add_event(self, off: int, kind, key) -> None:
-        keyed = self._last_event.get(kind)
-        if keyed is None:
-            keyed = self._last_event[kind] = {}
-        self._event_before.append(keyed.get(key, -1))
-        keyed[key] = len(self._event_off)
+        h = hash((kind, key))
+        self._event_before.append(self._last_event.get(h, -1))
+        self._last_event[h] = len(self._event_off)
         self._event_off.append(off)
 
     # ---- walking the chains -----------------------------------------------------------------
@@ -162,10 +162,11 @@ class LeanIndex:
     def _caller_positions(self, c: int | None) -> list[int]:
         return _walk(-1 if c is None else self._caller_last_info[c], self._info_before_of_caller)
 
-    def _event_offsets(self, kind, key) -> list[int]:
-        """The offsets of the events of (kind, key), in write order."""
-        last = self._last_event.get(kind, {}).get(key, -1)
-        return [self._event_off[i] for i in _walk(last, self._event_before)]
+    def _events(self, kind, key) -> list[tuple[int, Entry]]:
+        """The events of (kind, key) with their offsets, in write order."""
+        chain = _walk(self._last_event.get(hash((kind, key)), -1), self._event_before)
+        fetched = ((self._event_off[i], self.fetch(self._event_off[i])) for i in chain)
+        return [(off, e) for off, e in fetched if e["kind"] == kind and e["key"] == key]
 
     def _started(self, sid) -> int | None:
         """The slot of a session that has a session entry, or None."""
@@ -183,8 +184,8 @@ class LeanIndex:
         return self.call(self._call_pos[n]) if self._call_pos[n] >= 0 else None
 
     def _disclosures(self, sid) -> Entry | None:
-        last = self._last_event.get(DISCLOSURES, {}).get(sid)
-        return None if last is None else self.fetch(self._event_off[last])["data"]
+        events = self._events(DISCLOSURES, sid)
+        return events[-1][1]["data"] if events else None
 
     def session(self, sid: str) -> Entry | None:
         n = self._started(sid)
@@ -253,18 +254,18 @@ class LeanIndex:
         return select_calls(self, range(len(self.call_off)), **query)
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        offsets = self._event_offsets(JOBS, job_id)
-        if not offsets:
+        events = self._events(JOBS, job_id)
+        if not events:
             return None
         job: dict[str, Any] = {}
-        for off in offsets:
-            merge_job(job, self.fetch(off)["data"], off)
+        for off, event in events:
+            merge_job(job, event["data"], off)
         return job_view(job, self.fetch)
 
     def event_entries(self, kind: str, key: str | None) -> list[Entry]:
         if key is None:
             return self.full().event_entries(kind, None)
-        return [public(self.fetch(o)) for o in self._event_offsets(kind, key)]
+        return [public(event) for _off, event in self._events(kind, key)]
 
 
 def _walk(last: int, before: array) -> list[int]:
