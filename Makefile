@@ -26,3 +26,4 @@ bench:
 	python3 bench/gevent_lock_bench.py
 	python3 bench/transcript_bench.py
 	python3 bench/analytics_bench.py
+	python3 bench/agent_memory_bench.py

@@ -156,7 +156,7 @@ def build(folder: Path, records: int, callers: int, with_jobs: bool) -> dict:
     agent.close()
     (folder / SNAPSHOT).unlink(missing_ok=True)
     filled["journal_mb"] = (folder / JOURNAL).stat().st_size / 1e6
-    filled["lines"] = filled["last_seq"] + filled["do_not_call_listed"]
+    filled["lines"] = filled["last_seq"] + filled.get("job_events", 0) + filled["do_not_call_listed"]
     filled["build_s"] = time.perf_counter() - t
     return filled
 
