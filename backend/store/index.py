@@ -384,7 +384,7 @@ class Index:
         candidates = self.info_candidates(query.get("categories"), query.get("caller_id"), query.get("session_id"))
         if restrict is not None and len(restrict) < len(candidates):
             candidates = restrict
-        return select_info(candidates, self.info_seq, self.info, ts=self.info_ts, **query)
+        return select_info(candidates, self.info_seq, self.info, query, ts=self.info_ts)
 
     def session_records(self, sid: str) -> list[Entry]:
         """A session's records, oldest first."""
@@ -428,25 +428,13 @@ class Index:
         return found
 
 
-def select_info(
-    candidates,
-    seqs,
-    record: Callable[[int], Entry],
-    *,
-    ts=None,
-    categories: Iterable[str] | None = None,
-    caller_id: str | None = None,
-    session_id: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    text: str | None = None,
-    limit: int = 100,
-    before_seq: int | None = None,
-    after_seq: int | None = None,
-) -> tuple[list[Entry], bool]:
+def select_info(candidates, seqs, record: Callable[[int], Entry], query: dict, ts=None) -> tuple[list[Entry], bool]:
     """`query_info` over `candidates` (ascending positions) of any index: `seqs[pos]` is a
     record's seq, `record(pos)` the record; `ts[pos]`, its epoch when the index keeps it (else
-    it is read from the record)."""
+    it is read from the record). `query`: the filters `Store.query_information` was given."""
+    categories, caller_id, session_id = query.get("categories"), query.get("caller_id"), query.get("session_id")
+    since, until, text, limit = query.get("since"), query.get("until"), query.get("text"), query.get("limit", 100)
+    before_seq, after_seq = query.get("before_seq"), query.get("after_seq")
     cats = set(categories) if categories else None
     if after_seq is not None:
         start = _first_after(candidates, seqs, after_seq)

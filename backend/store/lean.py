@@ -246,7 +246,7 @@ class LeanIndex:
             lists.append(self._caller_positions(self._callers.get(caller)))
         if not lists:
             return self.full().query_info(restrict=restrict, **query)
-        return select_info(min(lists, key=len), _SeqOf(self), self.info, **query)
+        return select_info(min(lists, key=len), _SeqOf(self), self.info, query)
 
     def query_calls(self, *, caller_id: str | None = None, **query) -> tuple[list[Entry], bool]:
         if caller_id:
