@@ -27,3 +27,4 @@ bench:
 	python3 bench/transcript_bench.py
 	python3 bench/analytics_bench.py
 	python3 bench/backends_bench.py
+	python3 bench/agent_memory_bench.py

@@ -77,7 +77,7 @@ def build_agent_session(
     recorded only when it started, and it is saved on the session and stopped when the call ends.
     """
     settings = settings or get_settings()
-    backend = backend or BackendAgent(settings=settings)
+    backend = backend or BackendAgent(settings=settings, lean=True)
     started = backend.start_session(session_id, caller_id, direction, called_number)
     if not started.get("success"):
         raise RuntimeError(f"could not open session {session_id}: {started.get('message')}")
@@ -158,7 +158,7 @@ async def connect_participant(
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = ctx.proc.userdata.get("settings") or get_settings()
-    backend = ctx.proc.userdata.get("backend") or BackendAgent(settings=settings)
+    backend = ctx.proc.userdata.get("backend") or BackendAgent(settings=settings, lean=True)
     session_id = str(uuid.uuid4())
     participant = await connect_participant(ctx, backend, settings, session_id)
     if participant is None and not ctx.is_fake_job():
@@ -196,9 +196,10 @@ def _is_sip(participant: rtc.RemoteParticipant | None) -> bool:
 
 
 def load_backend(settings: Settings) -> BackendAgent:
-    """The store handle a worker process keeps for all its calls, its index frozen out of the
-    garbage collector's full collections (`freeze_loaded_heap`)."""
-    backend = BackendAgent(settings=settings)
+    """The store handle a worker process keeps for all its calls: lean (it indexes what a call
+    writes and reads, not every record: `backend/store/lean.py`), frozen out of the garbage
+    collector's full collections (`freeze_loaded_heap`)."""
+    backend = BackendAgent(settings=settings, lean=True)
     freeze_loaded_heap()
     return backend
 
@@ -235,7 +236,7 @@ if __name__ == "__main__":
             entrypoint_fnc=entrypoint,
             prewarm_fnc=prewarm,
             agent_name=get_settings().agent_name,
-            # prewarm opens the store: seconds at a million records, more without its snapshot
+            # prewarm opens the store: seconds at a million records (lean: no snapshot)
             initialize_process_timeout=120,
         )
     )

@@ -107,14 +107,17 @@ class BackendAgent:
         *,
         store: Store | None = None,
         settings: Settings | None = None,
+        lean: bool = False,
     ) -> None:
+        """`lean`: an agent process's store, which indexes what a call needs and no more
+        (`backend/store/lean.py`); the API's reads still answer, slowly."""
         self.settings = settings or get_settings()
         if store is not None:
             self.store = store
         else:
             if data_dir is not None:  # this data folder; the store is still STORE_URL's when that is set
                 self.settings = replace(self.settings, data_dir=Path(data_dir))
-            self.store = open_store(self.settings)
+            self.store = open_store(self.settings, lean=lean)
 
     def close(self) -> None:
         self.store.close()

@@ -25,7 +25,7 @@ from tests.postgres import PgCluster, ResettableDatabase, server_bin  # noqa: E4
 #   json_store_only   it is about the JSON store's own files, or picks its stores itself
 #   store_free        it touches no store at all (runs once)
 #   store_kinds(...)  exactly these kinds
-STORE_KINDS = ("journal", "memory", "postgresql")
+STORE_KINDS = ("journal", "journal-lean", "memory", "postgresql")
 SETTINGS_KINDS = ("json", "postgresql")
 
 
@@ -109,8 +109,8 @@ def data_dir(tmp_path) -> Path:
 
 
 def make_store(kind: str, data_dir: Path, url: str | None = None):
-    if kind == "journal":
-        return JournalStore(data_dir)
+    if kind.startswith("journal"):
+        return JournalStore(data_dir, lean=kind == "journal-lean")
     if kind == "postgresql":
         return PgStore(url)
     assert kind == "memory"

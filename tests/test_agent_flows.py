@@ -302,10 +302,10 @@ telephony_agent.prewarm(proc)
 warm = types.LiveServerMessage.__pydantic_complete__, types.FunctionResponse.__pydantic_complete__
 print(cold, warm)
 backend = proc.userdata["backend"]
-sessions = backend.store.index.session_order
-assert len(sessions) == 200, len(sessions)
+index = backend.store.index  # the agent's lean index (backend/store/lean.py)
+assert backend.store.lean and len(index._slots) == 200, len(index._slots)
 tracked = {id(o) for o in gc.get_objects()}
-print(sum(id(s) in tracked for s in sessions), gc.get_freeze_count() > 0)
+print(sum(id(o) in tracked for o in (index, index._slots, index._callers)), gc.get_freeze_count() > 0)
 backend.share_information("after prewarm", "debt_info", "+15550000001", session_id="s1")
 print(backend.get_shared_information(session_id="s1")["count"])
 """
@@ -316,8 +316,8 @@ print(backend.get_shared_information(session_id="s1")["count"])
 def test_prewarm_takes_first_use_costs_off_the_call(tmp_path):
     """A full collection walking the store's index, or google-genai building a type's schema on
     first use, would stall the call's event loop (bench/agent_bench.py measures both). After
-    prewarm the schemas are built, none of the index's session objects is left for the
-    collector to walk, and the store still reads and writes."""
+    prewarm the schemas are built, the store is the lean one and none of its index's objects is
+    left for the collector to walk, and the store still reads and writes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GOOGLE_"))}
     env.update(DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), STORE_FSYNC="0")
     out = subprocess.run(

@@ -6,7 +6,8 @@
 - `memory.py`: `MemoryStore`, the same in one process's memory (tests, development);
 - `postgres.py`: `PgStore`, the same in a PostgreSQL database (`STORE_URL`), for many machines;
   `copier.py` copies a whole store from one implementation into another;
-- `index.py`: the in-memory indexes the JSON and memory stores query;
+- `index.py`: the in-memory indexes the JSON and memory stores query; `lean.py`: the agent
+  processes' lean index of the JSON store; `lines.py`: reading the journal's lines;
 - `records.py`: the record vocabulary, errors and validation against `backend/schemas/`;
 - `legacy.py`: importing the seed's single-file store.
 
@@ -28,15 +29,16 @@ from backend.store.records import InvalidRecord, StoreError, StoreUnavailable
 IMPLEMENTATIONS: dict[str, Callable[..., Store]] = {"journal": JournalStore, "memory": MemoryStore}
 
 
-def open_store(settings) -> Store:
+def open_store(settings, *, lean: bool = False) -> Store:
     """The store `settings` configure: the PostgreSQL store at `STORE_URL` when it is set, else
-    the JSON store under `DATA_DIR`."""
+    the JSON store under `DATA_DIR`, with the agent's lean index when `lean` (the PostgreSQL
+    store keeps no index: it ignores `lean`)."""
     url = getattr(settings, "store_url", None)
     if url:
         from backend.store.postgres import PgStore  # psycopg is imported only when it is used
 
         return PgStore(url, pool_size=getattr(settings, "store_pool_size", 10))
-    return JournalStore(settings.data_dir, fsync=settings.store_fsync)
+    return JournalStore(settings.data_dir, fsync=settings.store_fsync, lean=lean)
 
 
 def freeze_loaded_heap() -> None:

@@ -11,11 +11,16 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+from backend.store.lines import CallLine, InfoLine, Line, SessionLine, TurnLine, as_line
 from backend.store.records import CATEGORIES, DISCLOSURES, JOBS, Entry, SessionFacts, epoch, public
 
 SNAPSHOT_VERSION = 5  # 2: transcript turns; 3: call durations and costs; 4: jobs; 5: job payloads by offset
+ENDED_JOB_STATES = ("done", "skipped", "gave_up")
+BIG_JOB_FIELDS = ("result", "payload")  # kept in the journal, fetched by offset
 _MINUTES: dict[str, float] = {}
+_CATEGORIES = frozenset(CATEGORIES)
 
 
 def fast_epoch(text: str) -> float:
@@ -28,6 +33,85 @@ def fast_epoch(text: str) -> float:
             base = _MINUTES[text[:16]] = epoch(text[:16] + ":00Z")
         return base + float(text[17:23])
     return epoch(text)
+
+
+def entry_facts(line: Line, last_seq: int) -> tuple[type[Line], int, tuple]:
+    """What the indexes read of one entry, checked: `(its Line class, seq, facts)`. Raises
+    ValueError, KeyError, TypeError or AttributeError for an entry the store would not write.
+    `Index` and the agent's `LeanIndex` both index exactly the entries this accepts (and what
+    each adds to it: a session started twice, a call log for no session or a second one), so
+    they agree on which lines are corrupt.
+
+    facts: info (session_id, caller_id, category, timestamp as epoch, hash of category and
+    text); session (session_id, caller_id, started_at as epoch); call (session_id, caller_id,
+    outcome, ended_at as epoch, duration, total cost or -1); turn (session_id,); event (kind,
+    key, and its data for a job, whether a disclosure is missing for disclosure evidence)."""
+    kind = type(line)
+    seq = line.seq
+    if not isinstance(seq, int) or seq <= last_seq:
+        raise ValueError(f"seq {seq!r} does not follow {last_seq}")
+    if kind is InfoLine:
+        sid, caller, category = line.session_id, line.caller_id, line.category
+        if category not in _CATEGORIES:
+            raise KeyError(category)
+        hash((sid, caller))
+        return kind, seq, (sid, caller, category, fast_epoch(line.timestamp), hash((category, line.information)))
+    if kind is SessionLine:
+        hash((line.session_id, line.caller_id))
+        return kind, seq, (line.session_id, line.caller_id, fast_epoch(line.started_at))
+    if kind is CallLine:
+        hash((line.session_id, line.caller_id, line.outcome))
+        cost = float(line.cost["total_usd"]) if line.cost else -1.0
+        ended = fast_epoch(line.ended_at)
+        return kind, seq, (line.session_id, line.caller_id, line.outcome, ended, float(line.duration_seconds), cost)
+    if kind is TurnLine:
+        hash(line.session_id)
+        return kind, seq, (line.session_id,)
+    hash((line.kind, line.key))
+    data = None
+    if line.kind == JOBS:
+        data = line.data
+        data.items()  # a job's state is an object
+    elif line.kind == DISCLOSURES:
+        data = bool(line.data.get("missing"))
+    return kind, seq, (line.kind, line.key, data)
+
+
+def merge_job(job: dict[str, Any], data: dict[str, Any], off: int) -> bool:
+    """Apply one job event (`data`, at `off`) to the job's latest state: its small fields, and
+    where its result or payload is (they stay in the journal). True while the job is open."""
+    job.update({k: v for k, v in data.items() if k not in BIG_JOB_FIELDS})
+    for big in BIG_JOB_FIELDS:
+        if big in data:
+            job[f"{big}_off"] = off
+    return job.get("state") not in ENDED_JOB_STATES
+
+
+def job_view(job: dict[str, Any], fetch: Callable[[int], Entry]) -> dict[str, Any]:
+    """A job's latest state as `Store.job` returns it, its result and payload fetched."""
+    out = {k: v for k, v in job.items() if k not in ("result_off", "payload_off")}
+    for big in BIG_JOB_FIELDS:
+        if f"{big}_off" in job:
+            out[big] = fetch(job[f"{big}_off"])["data"][big]
+    return out
+
+
+def session_view(start: Entry, call: Entry | None, information_count: int, disclosures: Entry | None) -> Entry:
+    """A session as `get_session` returns it, from its session entry and its call log."""
+    return {
+        "session_id": start["session_id"],
+        "caller_id": start["caller_id"],
+        "direction": start["direction"],
+        "called_number": start.get("called_number"),
+        "started_at": start["started_at"],
+        "ended_at": call["ended_at"] if call else None,
+        "status": "completed" if call else "active",
+        "information_count": information_count,
+        "end_reason": call["reason"] if call else None,
+        "outcome": call["outcome"] if call else None,
+        "duration_seconds": call["duration_seconds"] if call else None,
+        "disclosures": disclosures,
+    }
 
 
 class SessionState:
@@ -91,88 +175,74 @@ class Index:
 
     # ---- building -------------------------------------------------------------------------
     def add(self, entry: Entry, off: int) -> None:
-        """Index one entry found at `off` (raises KeyError/TypeError/ValueError when malformed)."""
-        kind = entry["type"]
-        seq = entry["seq"]
-        if not isinstance(seq, int) or seq <= self.last_seq:
-            raise ValueError(f"seq {seq!r} does not follow {self.last_seq}")
-        if kind == "info":
-            self._add_info(entry, off, seq)
-        elif kind == "session":
-            self._add_session(entry, off, seq)
-        elif kind == "call":
-            self._add_call(entry, off, seq)
-        elif kind == "turn":
-            _push(self.turns, entry["session_id"], off)
+        """Index one entry found at `off` (raises KeyError/TypeError/ValueError when malformed);
+        nothing is indexed of an entry that raises."""
+        self.add_line(as_line(entry), off)
+
+    def add_line(self, line: Line, off: int) -> None:
+        """`add` for an entry as `lines.py` reads it from the journal."""
+        kind, seq, facts = entry_facts(line, self.last_seq)
+        if kind is InfoLine:
+            self._add_info(off, seq, *facts)
+        elif kind is SessionLine:
+            self._add_session(off, seq, *facts)
+        elif kind is CallLine:
+            self._add_call(off, seq, *facts)
+        elif kind is TurnLine:
+            _push(self.turns, facts[0], off)
             self.turn_count += 1
-        elif kind == "event":
-            if entry["kind"] == JOBS:
-                self._add_job(entry["key"], entry["data"], off)
-            elif entry["kind"] == DISCLOSURES:
-                self.disclosure_off[entry["key"]] = off
-                (self.missing_disclosure.add if entry["data"].get("missing") else self.missing_disclosure.discard)(
-                    entry["key"]
-                )
-            keyed = self.events.setdefault(entry["kind"], {})
-            keyed.setdefault(entry["key"], []).append(off)
-            self.event_count += 1
         else:
-            raise ValueError(f"unknown entry type {kind!r}")
+            self._add_event(off, *facts)
         self.last_seq = seq
 
-    def _add_info(self, entry: Entry, off: int, seq: int) -> None:
-        sid, caller, category = entry["session_id"], entry["caller_id"], entry["category"]
-        ts = fast_epoch(entry["timestamp"])
-        bucket = self.by_category[category]
+    def _add_info(self, off: int, seq: int, sid, caller, category: str, ts: float, digest: int) -> None:
         pos = len(self.info_off)
         self.info_off.append(off)
         self.info_seq.append(seq)
         self.info_ts.append(ts)
-        self.info_hash.append(hash((category, entry["information"])))
-        bucket.append(pos)
+        self.info_hash.append(digest)
+        self.by_category[category].append(pos)
         _push(self.by_session, sid, pos)
         _push(self.by_caller, caller, pos)
 
-    def _add_session(self, entry: Entry, off: int, seq: int) -> None:
-        sid = entry["session_id"]
+    def _add_session(self, off: int, seq: int, sid, caller, started_ts: float) -> None:
         if sid in self.sessions:
             raise ValueError("session started twice")
-        state = SessionState(sid, entry["caller_id"], off, fast_epoch(entry["started_at"]), seq)
+        state = SessionState(sid, caller, off, started_ts, seq)
         self.sessions[sid] = state
         self.session_order.append(state)
-        self.sessions_by_caller.setdefault(state.caller_id, []).append(state)
+        self.sessions_by_caller.setdefault(caller, []).append(state)
         self.active.add(sid)
 
-    def _add_job(self, job_id: str, data: dict, off: int) -> None:
-        """Each job's small fields; its payload and result (a webhook's call log and session, a
-        summary) stay in the journal, fetched by offset: every process keeps this index."""
-        job = self.jobs.setdefault(job_id, {})
-        job.update({k: v for k, v in data.items() if k not in ("result", "payload")})
-        for big in ("result", "payload"):
-            if big in data:
-                job[f"{big}_off"] = off
-        (self.open_jobs.discard if job.get("state") in ("done", "skipped", "gave_up") else self.open_jobs.add)(job_id)
+    def _add_event(self, off: int, kind, key, data) -> None:
+        if kind == JOBS:
+            open_ = merge_job(self.jobs.setdefault(key, {}), data, off)
+            (self.open_jobs.add if open_ else self.open_jobs.discard)(key)
+        elif kind == DISCLOSURES:
+            self.disclosure_off[key] = off
+            (self.missing_disclosure.add if data else self.missing_disclosure.discard)(key)
+        keyed = self.events.setdefault(kind, {})
+        keyed.setdefault(key, []).append(off)
+        self.event_count += 1
 
-    def _add_call(self, entry: Entry, off: int, seq: int) -> None:
-        state = self.sessions[entry["session_id"]]
+    def _add_call(self, off: int, seq: int, sid, caller, outcome, ended_ts: float, duration: float, cost: float):
+        state = self.sessions[sid]
         if state.call_pos >= 0:
             raise ValueError("session ended twice")
-        outcome = entry["outcome"]
         state.call_pos = len(self.call_off)
         self.call_off.append(off)
         self.call_seq.append(seq)
-        self.call_ts.append(fast_epoch(entry["ended_at"]))
-        self.call_duration.append(float(entry["duration_seconds"]))
-        cost = entry.get("cost")
-        self.call_cost.append(float(cost["total_usd"]) if cost else -1.0)
-        if cost:
-            self.cost_total += float(cost["total_usd"])
+        self.call_ts.append(ended_ts)
+        self.call_duration.append(duration)
+        self.call_cost.append(cost)
+        if cost >= 0:
+            self.cost_total += cost
             self.cost_count += 1
-        self.call_session.append(state.session_id)
+        self.call_session.append(sid)
         self.call_outcome.append(outcome)
         self.by_outcome[outcome] += 1
-        _push(self.calls_by_caller, entry["caller_id"], state.call_pos)
-        self.active.discard(state.session_id)
+        _push(self.calls_by_caller, caller, state.call_pos)
+        self.active.discard(sid)
 
     # ---- snapshots (see JournalStore) ----------------------------------------------------
     def dump_state(self) -> dict:
@@ -241,7 +311,7 @@ class Index:
         disclosure_off, missing = state["disclosures"]
         index.disclosure_off, index.missing_disclosure = dict(disclosure_off), set(missing)
         index.jobs = state["jobs"]
-        index.open_jobs = {k for k, j in index.jobs.items() if j.get("state") not in ("done", "skipped", "gave_up")}
+        index.open_jobs = {k for k, j in index.jobs.items() if j.get("state") not in ENDED_JOB_STATES}
         return index
 
     # ---- reading --------------------------------------------------------------------------
@@ -256,22 +326,9 @@ class Index:
         return None if state is None else self.session_view(state)
 
     def session_view(self, state: SessionState) -> Entry:
-        start = self.fetch(state.start_off)
         call = self.call(state.call_pos) if state.call_pos >= 0 else None
-        return {
-            "session_id": state.session_id,
-            "caller_id": state.caller_id,
-            "direction": start["direction"],
-            "called_number": start.get("called_number"),
-            "started_at": start["started_at"],
-            "ended_at": call["ended_at"] if call else None,
-            "status": "completed" if call else "active",
-            "information_count": len(self.by_session.get(state.session_id, ())),
-            "end_reason": call["reason"] if call else None,
-            "outcome": call["outcome"] if call else None,
-            "duration_seconds": call["duration_seconds"] if call else None,
-            "disclosures": self.disclosure_evidence(state.session_id),
-        }
+        count = len(self.by_session.get(state.session_id, ()))
+        return session_view(self.fetch(state.start_off), call, count, self.disclosure_evidence(state.session_id))
 
     def disclosure_evidence(self, sid: str) -> Entry | None:
         """The session's disclosure evidence (`backend/calls/disclosures.py`), or None before it."""
@@ -320,52 +377,37 @@ class Index:
             return range(len(self.info_off))
         return min(lists, key=len)
 
-    def query_info(
-        self,
-        *,
-        categories: Iterable[str] | None = None,
-        caller_id: str | None = None,
-        session_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        text: str | None = None,
-        limit: int = 100,
-        before_seq: int | None = None,
-        after_seq: int | None = None,
-        restrict: list[int] | None = None,
-    ) -> tuple[list[Entry], bool]:
-        """Matching records, newest first (or in write order with `after_seq`), and whether
-        more match beyond `limit`. `restrict`: ascending positions that alone may match."""
-        cats = set(categories) if categories else None
-        candidates = self.info_candidates(categories, caller_id, session_id)
+    def query_info(self, *, restrict: list[int] | None = None, **query) -> tuple[list[Entry], bool]:
+        """`Store.query_information`: matching records, newest first (or in write order with
+        `after_seq`), and whether more match beyond `limit`. `restrict`: ascending positions
+        that alone may match."""
+        candidates = self.info_candidates(query.get("categories"), query.get("caller_id"), query.get("session_id"))
         if restrict is not None and len(restrict) < len(candidates):
             candidates = restrict
-        seqs = self.info_seq
-        if after_seq is not None:
-            start = _first_after(candidates, seqs, after_seq)
-            order: Iterator[int] = (candidates[i] for i in range(start, len(candidates)))
-        else:
-            end = len(candidates) if before_seq is None else _first_at_or_after(candidates, seqs, before_seq)
-            order = (candidates[i] for i in range(end - 1, -1, -1))
-        needle = text.casefold() if text else None
-        out: list[Entry] = []
-        for pos in order:
-            ts = self.info_ts[pos]
-            if (since is not None and ts < since) or (until is not None and ts > until):
-                continue
-            record = self.info(pos)
-            if cats is not None and record["category"] not in cats:
-                continue
-            if caller_id is not None and record["caller_id"] != caller_id:
-                continue
-            if session_id is not None and record["session_id"] != session_id:
-                continue
-            if needle is not None and needle not in searchable(record):
-                continue
-            if len(out) == limit:
-                return out, True
-            out.append(record)
-        return out, False
+        return select_info(candidates, self.info_seq, self.info, query, ts=self.info_ts)
+
+    def session_records(self, sid: str) -> list[Entry]:
+        """A session's records, oldest first."""
+        return [self.info(p) for p in self.by_session.get(sid, ())]
+
+    def session_call(self, sid: str) -> Entry | None:
+        state = self.sessions.get(sid)
+        return self.call(state.call_pos) if state and state.call_pos >= 0 else None
+
+    def query_calls(self, *, caller_id: str | None = None, **query) -> tuple[list[Entry], bool]:
+        """`Store.query_calls`: call logs newest first, and whether more match beyond `limit`."""
+        positions = self.calls_by_caller.get(caller_id, ()) if caller_id else range(len(self.call_off))
+        return select_calls(self, positions, **query)
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        job = self.jobs.get(job_id)
+        return None if job is None else job_view(job, self.fetch)
+
+    def event_entries(self, kind: str, key: str | None) -> list[Entry]:
+        """Events of `kind` (for one `key`, or all), in write order."""
+        keyed = self.events.get(kind, {})
+        offsets = keyed.get(key, []) if key is not None else sorted(o for offs in keyed.values() for o in offs)
+        return [public(self.fetch(o)) for o in offsets]
 
     def recent_duplicate(self, session_id: str, category: str, information: str, now: float, window: float):
         """The first record of this session with the same category and text within `window` s."""
@@ -384,6 +426,65 @@ class Index:
             if record["category"] == category and record["information"] == information:
                 found = record
         return found
+
+
+def select_info(candidates, seqs, record: Callable[[int], Entry], query: dict, ts=None) -> tuple[list[Entry], bool]:
+    """`query_info` over `candidates` (ascending positions) of any index: `seqs[pos]` is a
+    record's seq, `record(pos)` the record; `ts[pos]`, its epoch when the index keeps it (else
+    it is read from the record). `query`: the filters `Store.query_information` was given."""
+    categories, caller_id, session_id = query.get("categories"), query.get("caller_id"), query.get("session_id")
+    since, until, text, limit = query.get("since"), query.get("until"), query.get("text"), query.get("limit", 100)
+    before_seq, after_seq = query.get("before_seq"), query.get("after_seq")
+    cats = set(categories) if categories else None
+    if after_seq is not None:
+        start = _first_after(candidates, seqs, after_seq)
+        order: Iterator[int] = (candidates[i] for i in range(start, len(candidates)))
+    else:
+        end = len(candidates) if before_seq is None else _first_at_or_after(candidates, seqs, before_seq)
+        order = (candidates[i] for i in range(end - 1, -1, -1))
+    needle = text.casefold() if text else None
+    out: list[Entry] = []
+    for pos in order:
+        if ts is not None and not _within(ts[pos], since, until):
+            continue
+        found = record(pos)
+        if ts is None and not _within(fast_epoch(found["timestamp"]), since, until):
+            continue
+        if cats is not None and found["category"] not in cats:
+            continue
+        if caller_id is not None and found["caller_id"] != caller_id:
+            continue
+        if session_id is not None and found["session_id"] != session_id:
+            continue
+        if needle is not None and needle not in searchable(found):
+            continue
+        if len(out) == limit:
+            return out, True
+        out.append(found)
+    return out, False
+
+
+def select_calls(
+    index, positions, *, outcome=None, since=None, until=None, limit=100, before_seq=None
+) -> tuple[list[Entry], bool]:
+    """`query_calls` over `positions` (ascending) of any index with `call_seq`, `call_ts`,
+    `call_outcome` (by position) and `call(pos)`."""
+    if before_seq is not None:
+        positions = positions[: bisect_left(positions, before_seq, key=index.call_seq.__getitem__)]
+    out: list[Entry] = []
+    for pos in reversed(positions):
+        if outcome is not None and index.call_outcome[pos] != outcome:
+            continue
+        if not _within(index.call_ts[pos], since, until):
+            continue
+        if len(out) == limit:
+            return out, True
+        out.append(index.call(pos))
+    return out, False
+
+
+def _within(ts: float, since: float | None, until: float | None) -> bool:
+    return (since is None or ts >= since) and (until is None or ts <= until)
 
 
 def _array(code: str, raw: bytes) -> array:

@@ -5,7 +5,8 @@ The rules (validation, the duplicate guard, one call log per session) run here, 
 `_write()`, which an implementation makes atomic across processes and which shows them what is
 written through a `WriteView` (`records.py`): the full `Index`, the agent's lean index, or a
 PostgreSQL transaction. The reads below go through `_read()`, which returns up-to-date indexes
-(`backend/store/index.py`); an implementation without them (`postgres.py`) overrides every read.
+(`backend/store/index.py`), or, for those an agent makes, `_lookups()` (by default the same; a
+lean JSON store's `LeanIndex`); an implementation without them (`postgres.py`) overrides every read.
 Call leases (`backend/calls/leases.py` decides when one is dead) are kept by each implementation
 in its own way.
 """
@@ -18,9 +19,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backend.store.index import Index
+from backend.store.index import Index, job_view
 from backend.store.leases import Lease
 from backend.store.records import (
     CATEGORIES,
@@ -39,6 +40,9 @@ from backend.store.records import (
     public,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from backend.store.lean import LeanIndex
 
 MAX_FIELDS_BYTES = 4000
 
@@ -75,6 +79,12 @@ class Store(ABC):
     @abstractmethod
     def _read(self) -> Index:
         """Indexes brought up to date with everything written so far."""
+
+    def _lookups(self) -> Index | LeanIndex:
+        """What answers the reads an agent process makes (by session, caller, event key, job id,
+        and the call logs of an outcome), up to date: `_read()`'s indexes, unless the
+        implementation keeps a lean index for them (`backend/store/lean.py`)."""
+        return self._read()
 
     def close(self) -> None:  # noqa: B027 - optional for implementations
         """Release files; the store may not be used afterwards."""
@@ -360,7 +370,7 @@ class Store(ABC):
     ) -> tuple[list[Entry], bool]:
         """Matching records, newest first (oldest first after `after_seq`), and whether more
         match beyond `limit`. `since`/`until` are epoch seconds; `text` is a case-blind search."""
-        index = self._read()
+        index = self._lookups()
         return index.query_info(
             categories=categories,
             caller_id=caller_id,
@@ -374,22 +384,19 @@ class Store(ABC):
             restrict=self._text_positions(index, text) if text else None,
         )
 
-    def _text_positions(self, index: Index, text: str) -> list[int] | None:
+    def _text_positions(self, index: Index | LeanIndex, text: str) -> list[int] | None:
         """Positions of records that may contain `text`, or None to check every record."""
         return None
 
     def get_session(self, session_id: str) -> Entry | None:
-        return self._read().session(session_id)
+        return self._lookups().session(session_id)
 
     def session_information(self, session_id: str) -> list[Entry]:
         """A session's records, oldest first."""
-        index = self._read()
-        return [index.info(p) for p in index.by_session.get(session_id, ())]
+        return self._lookups().session_records(session_id)
 
     def session_call(self, session_id: str) -> Entry | None:
-        index = self._read()
-        state = index.sessions.get(session_id)
-        return index.call(state.call_pos) if state and state.call_pos >= 0 else None
+        return self._lookups().session_call(session_id)
 
     def query_sessions(
         self,
@@ -434,21 +441,9 @@ class Store(ABC):
         before_seq: int | None = None,
     ) -> tuple[list[Entry], bool]:
         """Call logs newest first; (calls, more). Continue with the last call's seq."""
-        index = self._read()
-        positions = index.calls_by_caller.get(caller_id, ()) if caller_id else range(len(index.call_off))
-        if before_seq is not None:
-            positions = positions[: bisect_left(positions, before_seq, key=index.call_seq.__getitem__)]
-        out: list[Entry] = []
-        for pos in reversed(positions):
-            if outcome is not None and index.call_outcome[pos] != outcome:
-                continue
-            ts = index.call_ts[pos]
-            if (since is not None and ts < since) or (until is not None and ts > until):
-                continue
-            if len(out) == limit:
-                return out, True
-            out.append(index.call(pos))
-        return out, False
+        return self._lookups().query_calls(
+            caller_id=caller_id, outcome=outcome, since=since, until=until, limit=limit, before_seq=before_seq
+        )
 
     def count_calls(self, since: float) -> tuple[int, int]:
         """(call logs ended since `since`, how many of them `qualified`), from the index alone."""
@@ -485,9 +480,7 @@ class Store(ABC):
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         """A durable job's latest state (`backend/postcall/jobs.py`), with its result; None if unknown."""
-        index = self._read()
-        job = index.jobs.get(job_id)
-        return None if job is None else _job_view(index, job)
+        return self._lookups().job(job_id)
 
     def jobs_of_kind(
         self, kind: str, *, states: Iterable[str] | None = None, limit: int = 100
@@ -502,7 +495,7 @@ class Store(ABC):
             job = index.jobs[job_id]
             if job.get("kind") != kind or (wanted is not None and job.get("state") not in wanted):
                 continue
-            out.append((job_id, _job_view(index, job)))
+            out.append((job_id, job_view(job, index.fetch)))
             if len(out) >= limit:
                 break
         return out
@@ -527,10 +520,7 @@ class Store(ABC):
 
     def events(self, kind: str, key: str | None = None) -> list[Entry]:
         """Events of `kind` (for one `key`, or all), in write order."""
-        index = self._read()
-        keyed = index.events.get(kind, {})
-        offsets = keyed.get(key, []) if key is not None else sorted(o for offs in keyed.values() for o in offs)
-        return [public(index.fetch(o)) for o in offsets]
+        return self._lookups().event_entries(kind, key)
 
     def event_keys(self, kind: str) -> list[str]:
         return list(self._read().events.get(kind, {}))
@@ -555,7 +545,7 @@ class Store(ABC):
         return [index.session(sid) for sid in index.active]
 
     def last_seq(self) -> int:
-        return self._read().last_seq
+        return self._lookups().last_seq
 
     def export(self) -> dict[str, Any]:
         """The whole store as one JSON document."""
@@ -579,14 +569,6 @@ class Store(ABC):
         index = self._read()
         s["events"], s["transcript_turns"] = index.event_count, index.turn_count
         return s
-
-
-def _job_view(index: Index, job: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in job.items() if k not in ("result_off", "payload_off")}
-    for big in ("result", "payload"):
-        if f"{big}_off" in job:
-            out[big] = index.fetch(job[f"{big}_off"])["data"][big]
-    return out
 
 
 def _seq_of(state) -> int:

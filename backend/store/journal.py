@@ -8,6 +8,11 @@ the store. Readers follow the journal from the
 offset they last read and keep compact indexes in memory. A torn last line (a writer killed
 mid-write, a full disk) and corrupt lines are copied into `DATA_DIR/quarantine/` and blanked
 in place with spaces, so offsets never move and live readers are never confused.
+
+`lean=True` (the agent's processes) keeps a `LeanIndex` (`lean.py`) instead of the full one:
+what a call writes and reads, in a few bytes a record; it neither reads nor writes the index
+snapshot (a full index's, which it has no use for: it opens from the journal itself), and
+answers the API's reads by indexing the whole journal for each (`_read`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from typing import Any
 
 from backend.store.index import Index
 from backend.store.interface import Store
+from backend.store.lean import LeanIndex
 from backend.store.leases import Lease, LeaseFiles
+from backend.store.lines import index_lines
 from backend.store.lock import JournalLock
 from backend.store.records import Entry, StoreError, StoreUnavailable, line_of
 
@@ -40,6 +47,7 @@ LOCK = "journal.lock"
 QUARANTINE = "quarantine"
 SNAPSHOT = "index.snapshot"
 SNAPSHOT_EVERY_BYTES = 16 << 20  # an open that indexes more than this refreshes the snapshot
+READ_BYTES = 1 << 20  # how much of the journal a reader indexes at a time
 
 
 class JournalStore(Store):
@@ -51,11 +59,14 @@ class JournalStore(Store):
         *,
         fsync: bool = True,
         read_only: bool = False,
+        lean: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / JOURNAL
         self.fsync = fsync
         self.read_only = read_only
+        self.lean = lean
+        self.full_scans = 0  # reads a lean store answered by indexing the whole journal
         # `_mutex` guards the indexes and offsets, held for work in memory and reads of the file;
         # `_writers` is held by whoever of this process waits for or holds the file lock (a flock
         # is the open file's, it cannot tell this process's threads apart). A write takes
@@ -79,8 +90,9 @@ class JournalStore(Store):
         self._read_off = 0
         self._appends = 0
         self._pending: list[tuple[int, int]] = []  # corrupt lines found by this reader, to quarantine
-        self.index = Index(self._fetch)
-        self._load_snapshot()
+        self.index = self._new_index()
+        if not lean:
+            self._load_snapshot()
         self._snapshot_off = self._read_off
         self._catch_up()
         if self._read_off - self._snapshot_off > SNAPSHOT_EVERY_BYTES:
@@ -112,13 +124,34 @@ class JournalStore(Store):
                 log.error("store fsync failed: %s", exc.strerror or exc)
                 raise StoreUnavailable("The store cannot confirm the save right now (disk error).") from exc
 
-    def _read(self) -> Index:
+    def _lookups(self) -> Index | LeanIndex:
         with self._mutex:
             self._catch_up()
             quarantine = bool(self._pending) and not self.read_only
         if quarantine:
             self._quarantine_pending()  # takes `_writers`: not while holding `_mutex`
         return self.index
+
+    def _read(self) -> Index:
+        index = self._lookups()
+        return self._full_index() if self.lean else index
+
+    def _new_index(self) -> Index | LeanIndex:
+        return LeanIndex(self._fetch, self._full_index) if self.lean else Index(self._fetch)
+
+    def _full_index(self) -> Index:
+        """A lean store's answer to a read its index cannot narrow: a full `Index` of what the
+        lean one has read (the same entries: corrupt lines are the lean reader's to quarantine),
+        built for this read and dropped after it. As slow as opening a store without its
+        snapshot; an agent process makes no such read (`tests/test_lean_index.py` checks)."""
+        with self._mutex:
+            end = self._read_off
+        self.full_scans += 1
+        log.debug("lean store: indexing the whole journal (%d bytes) for one read", end)
+        index = Index(self._fetch)
+        for chunk, cut, off in self._whole_lines(0, end):
+            index_lines(index.add_line, chunk, cut, off)
+        return index
 
     def close(self) -> None:
         """Close the journal; save the index snapshot first when it is far behind."""
@@ -208,30 +241,33 @@ class JournalStore(Store):
         size = os.fstat(self._fd).st_size
         if size < self._read_off:  # truncated behind our back: start again
             log.warning("store journal shrank; re-reading it")
-            self.index = Index(self._fetch)
+            self.index = self._new_index()
             self._read_off = 0
-        while self._read_off < size:
-            want = min(size - self._read_off, 16 << 20)
-            chunk = os.pread(self._fd, want, self._read_off)
-            last_nl = chunk.rfind(b"\n")
-            if last_nl < 0:
-                return  # an incomplete last line: a write in progress, or torn
-            self._index_chunk(chunk, last_nl + 1, self._read_off)
-            self._read_off += last_nl + 1
+        for chunk, cut, off in self._whole_lines(self._read_off, size):
+            self._index_chunk(chunk, cut, off)
+            self._read_off = off + cut
+
+    def _whole_lines(self, off: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+        """`(chunk, cut, offset)`: the journal from `offset` read in chunks of whole lines (the
+        first `cut` bytes of `chunk`), up to `end` or to an incomplete last line (a write in
+        progress, or torn). A few MB at a time: the lines read are short-lived objects."""
+        want = READ_BYTES
+        while off < end:
+            chunk = os.pread(self._fd, min(end - off, want), off)
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                if len(chunk) >= end - off:
+                    return
+                want *= 2  # a line longer than a chunk
+                continue
+            yield chunk, cut, off
+            off += cut
+            want = READ_BYTES
 
     def _index_chunk(self, chunk: bytes, end: int, base: int) -> None:
-        start = 0
-        add = self.index.add
-        loads = json.loads
-        while start < end:
-            nl = chunk.index(b"\n", start)
-            if nl > start and not chunk[start:nl].isspace():
-                try:
-                    add(loads(chunk[start:nl]), base + start)
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    self._pending.append((base + start, nl - start))
-                    log.warning("store: corrupt line at byte %d of the journal; quarantining it", base + start)
-            start = nl + 1
+        for off, length in index_lines(self.index.add_line, chunk, end, base):
+            self._pending.append((off, length))
+            log.warning("store: corrupt line at byte %d of the journal; quarantining it", off)
 
     def _repair_tail(self) -> None:
         """With the lock held: a last line without its newline is torn. Quarantine it."""
@@ -285,7 +321,7 @@ class JournalStore(Store):
             os.close(fd)
         self._quarantined.append({"file": str(target), "offset": off, "bytes": len(data), "why": why})
 
-    def _text_positions(self, index: Index, text: str) -> list[int] | None:
+    def _text_positions(self, index: Index | LeanIndex, text: str) -> list[int] | None:
         """Scan the journal's bytes for the text (lower-cased, as JSON writes it): about a
         gigabyte a second, where fetching and parsing every record is a hundred times slower.
         Candidates are checked record by record afterwards, so a match in another key is harmless."""
@@ -343,7 +379,10 @@ class JournalStore(Store):
             self._read_off = 0
 
     def write_snapshot(self) -> bool:
-        """Save the indexes up to the current offset (atomically); False when the folder is read-only."""
+        """Save the indexes up to the current offset (atomically); False when the folder is
+        read-only, or the store is lean (it keeps no snapshot: a full store would misread one)."""
+        if self.lean:
+            return False
         with self._mutex:
             snap = {
                 "ino": os.fstat(self._fd).st_ino,
@@ -431,7 +470,7 @@ class JournalStore(Store):
             if not self.read_only:
                 with self._locked():
                     self._repair_tail()
-            self.index = Index(self._fetch)
+            self.index = self._new_index()
             self._read_off = 0
             self._catch_up()
             found = len(self._pending)

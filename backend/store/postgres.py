@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from backend.store.index import searchable
+from backend.store.index import searchable, session_view
 from backend.store.interface import CallFigures, Store
 from backend.store.leases import Lease
 from backend.store.records import (
@@ -471,22 +471,10 @@ def _session_views(conn, where: str, params: tuple, tail: str = "") -> list[Entr
 
 
 def _session_view(sid, caller, start_body, call_body, count, disclosure_body) -> Entry:
-    start = json.loads(start_body)
+    """The session as `get_session` returns it (`sid` and `caller` are those of its entry)."""
     call = json.loads(call_body) if call_body else None
-    return {
-        "session_id": sid,
-        "caller_id": caller,
-        "direction": start["direction"],
-        "called_number": start.get("called_number"),
-        "started_at": start["started_at"],
-        "ended_at": call["ended_at"] if call else None,
-        "status": "completed" if call else "active",
-        "information_count": count,
-        "end_reason": call["reason"] if call else None,
-        "outcome": call["outcome"] if call else None,
-        "duration_seconds": call["duration_seconds"] if call else None,
-        "disclosures": json.loads(disclosure_body)["data"] if disclosure_body else None,
-    }
+    disclosures = json.loads(disclosure_body)["data"] if disclosure_body else None
+    return session_view(json.loads(start_body), call, count, disclosures)
 
 
 def _record(body: str) -> Entry:
