@@ -256,6 +256,26 @@ def test_migrate_is_versioned_and_safe_to_run_again(pg_cluster):
         PgStore(url)
 
 
+def test_a_store_written_at_an_older_schema_is_upgraded_in_place(pg_cluster, monkeypatch):
+    url = pg_cluster.url(pg_cluster.create_database("old_schema"))
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 1)  # the code as it shipped with version 1
+    migrate(url)
+    old = PgStore(url)
+    first = add(old, "Owes $5,000 to a card")[0]
+    assert add(old, "Owes $5,000 to a card") == (first, True)
+    old.close()
+    monkeypatch.undo()
+    with pytest.raises(StoreUnavailable, match="schema version 1"):
+        PgStore(url)
+    assert migrate(url)["applied"] == list(range(2, postgres.SCHEMA_VERSION + 1))
+    new = PgStore(url)
+    assert new.session_information("s1") == [first]
+    assert add(new, "Owes $5,000 to a card") == (first, True)  # the duplicate guard without its index
+    assert add(new, "Owes $7,000 to a bank")[0]["seq"] > first["seq"]
+    assert [r["information"] for r in new.query_information(after_seq=first["seq"])[0]] == ["Owes $7,000 to a bank"]
+    new.close()
+
+
 def test_migrate_on_the_command_line(pg_cluster):
     url = pg_cluster.url(pg_cluster.create_database("cli_schema"))
     env = dict(os.environ, PYTHONPATH=ROOT, STORE_URL=url)
