@@ -25,6 +25,8 @@ from tests.postgres import PgCluster, ResettableDatabase, server_bin  # noqa: E4
 #   json_store_only   it is about the JSON store's own files, or picks its stores itself
 #   store_free        it touches no store at all (runs once)
 #   store_kinds(...)  exactly these kinds
+#   store_per_module  one server per module (the browser tests): json and postgresql, each for the
+#                     whole module, on a database of the module's own that is not emptied between tests
 STORE_KINDS = ("journal", "journal-lean", "memory", "postgresql")
 SETTINGS_KINDS = ("json", "postgresql")
 
@@ -33,6 +35,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "json_store_only: runs on the JSON store only (its files, its processes)")
     config.addinivalue_line("markers", "store_free: touches no store; runs once")
     config.addinivalue_line("markers", "store_kinds(*kinds): the store kinds this test runs against")
+    config.addinivalue_line("markers", "store_per_module: json and postgresql, each for the whole module")
 
 
 def pytest_generate_tests(metafunc):
@@ -50,6 +53,10 @@ def pytest_generate_tests(metafunc):
         kinds = STORE_KINDS if uses_store else SETTINGS_KINDS
     if kinds == ("json",) and not uses_store:
         return  # the `store_kind` fixture's own "json": no parameter, no suffix on the test's id
+    if metafunc.definition.get_closest_marker("store_per_module") is not None:
+        pairs = [(kind, kind) for kind in kinds]
+        metafunc.parametrize(("store_kind", "module_store_kind"), pairs, scope="module", ids=list(kinds))
+        return
     metafunc.parametrize("store_kind", kinds, scope="function")
 
 
@@ -84,8 +91,34 @@ def pg_url(_pg_database) -> str:
     return _pg_database.reset()
 
 
+@pytest.fixture(scope="module")
+def module_store_kind() -> str | None:
+    return None  # replaced by pytest_generate_tests' parameter in a `store_per_module` module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_store(request, module_store_kind):
+    """For a `store_per_module` module on PostgreSQL: STORE_URL set before the module's own
+    fixtures start their servers, to a new database of the module's own."""
+    if module_store_kind != "postgresql":
+        yield None
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    from backend.store.postgres import migrate
+
+    name = "module_" + request.node.name.removesuffix(".py").replace("-", "_").lower()
+    url = cluster.url(cluster.create_database(name))
+    migrate(url)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("STORE_URL", url)
+    try:
+        yield url
+    finally:
+        patch.undo()
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(request, tmp_path, monkeypatch, store_kind):
+def _isolated_env(request, tmp_path, monkeypatch, store_kind, _module_store):
     """No test reads the developer's .env or writes into ./data; on PostgreSQL, STORE_URL names
     an empty database."""
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
@@ -93,7 +126,7 @@ def _isolated_env(request, tmp_path, monkeypatch, store_kind):
     monkeypatch.setenv("CALLING_HOURS", "08:00-21:00")
     monkeypatch.setenv("STORE_FSYNC", "1")
     if store_kind == "postgresql":
-        monkeypatch.setenv("STORE_URL", request.getfixturevalue("pg_url"))
+        monkeypatch.setenv("STORE_URL", _module_store or request.getfixturevalue("pg_url"))
     else:
         monkeypatch.delenv("STORE_URL", raising=False)
     reload_settings()  # settings are read once per process: each test reads its own environment

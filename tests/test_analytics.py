@@ -54,8 +54,7 @@ def ended_call(store, when: datetime, reason: str, duration: float, cost: float 
     if cost is not None:
         call["cost"] = {"total_usd": cost, "model_usd": None, "telephony_usd": None}
     check("call", call)
-    with store._write() as (_index, append):
-        append({"type": "call", **call})
+    store._transact(lambda _view, append: append({"type": "call", **call}))  # a call log as it was written
 
 
 def chicago(text: str) -> datetime:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from backend.store import JournalStore
+from tests.postgres import configured_store
 from tests.test_analytics import ended_call
 from tests.test_dashboard_browser import (
     CHROMIUM,
@@ -32,8 +32,8 @@ from tests.test_dashboard_browser import (
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
-    pytest.mark.json_store_only,
-]  # one server per module; the analytics on PostgreSQL: test_analytics.py
+    pytest.mark.store_per_module,  # one server per module: on each store in turn
+]
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
@@ -59,7 +59,7 @@ REASONS = [  # roughly how a month of qualification calls ends
 def fill_month(data_dir: Path) -> int:
     """About 300 calls over the last 30 days (fewer at weekends), most with a cost."""
     rng = random.Random(5)
-    store = JournalStore(data_dir, fsync=False)
+    store = configured_store(data_dir, fsync=False)  # STORE_URL's database on PostgreSQL
     today = datetime.now(ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
     n = 0
     for back in range(29, -1, -1):
@@ -79,7 +79,7 @@ def fill_month(data_dir: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, _module_store):  # one per store kind: _module_store set STORE_URL
     data_dir = tmp_path_factory.mktemp("analytics-data")
     fill_month(data_dir)
     port = free_port()

@@ -22,8 +22,8 @@ from tests.postgres import store_env
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
-    pytest.mark.json_store_only,
-]  # one server per module; the pages' data on PostgreSQL: test_dashboard.py
+    pytest.mark.store_per_module,  # one server per module: on each store in turn
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -102,7 +102,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, _module_store):  # one per store kind: _module_store set STORE_URL
     data_dir = tmp_path_factory.mktemp("dashboard-data")
     write(
         data_dir,

@@ -18,8 +18,8 @@ from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, TOKEN, X
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
-    pytest.mark.json_store_only,
-]  # one server per module; recordings on PostgreSQL: test_recording_pages.py
+    pytest.mark.store_per_module,  # one server per module: on each store in turn
+]
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
@@ -49,7 +49,7 @@ def write(data_dir: Path, *steps: tuple[str, dict | None]) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, _module_store):  # one per store kind: _module_store set STORE_URL
     data_dir = tmp_path_factory.mktemp("recording-data")
     folder = tmp_path_factory.mktemp("recordings")
     write(data_dir, ("rec-1", None), ("rec-2", None))
