@@ -8,16 +8,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.postgres import store_env
+from tests.servers import free_port, wait_until_up
 
 pytestmark = [
     pytest.mark.slow,
@@ -95,12 +94,6 @@ def said(speaker: str, text: str, start_s: float, end_s: float, session: str = "
     return {"turn": {**turn, **extra}}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, _module_store):  # one per store kind: _module_store set STORE_URL
     data_dir = tmp_path_factory.mktemp("dashboard-data")
@@ -133,19 +126,6 @@ def server(tmp_path_factory, _module_store):  # one per store kind: _module_stor
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-
-
-def wait_until_up(proc: subprocess.Popen, base: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(base + "/api/health", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(log.read_text())
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,14 +25,9 @@ from backend.store import postgres
 from backend.store.journal import JournalStore
 from backend.store.postgres import PgStore, _Tx, migrate, schema_version
 from backend.store.records import StoreError, StoreUnavailable
+from tests.servers import free_port, wait_until_up
 
 pytestmark = pytest.mark.json_store_only  # each test here picks its stores itself
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -322,15 +316,7 @@ def test_run_migrates_a_new_database_then_serves_from_it(pg_cluster, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "backend", "run"], cwd=ROOT, env=env, stdout=log, stderr=log)
     base, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer run-token"}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/api/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
-            time.sleep(0.2)
+        wait_until_up(proc, base, tmp_path / "run.log", timeout=60)
         assert schema_version(url) == postgres.SCHEMA_VERSION
         fact = {"information": "Owes $15,000 on two cards", "category": "debt_info", "caller_id": CALLER}
         body = {"function": "share_information", "arguments": fact}
